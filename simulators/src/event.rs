@@ -1,0 +1,145 @@
+//! Everything a device sees and does becomes an [`Event`] on one [`Recorder`].
+//!
+//! Devices never call the harness: they record events, and the harness turns them into transcripts
+//! and checks expectations against them after (or while) the run goes on.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio::sync::Notify;
+
+/// One thing that happened at a device.
+#[derive(Debug, Clone, Serialize)]
+pub struct Event {
+    /// Time since the recorder started.
+    #[serde(serialize_with = "ser_duration_ms")]
+    pub at: Duration,
+    pub device: String,
+    /// Index of the TCP connection at this device (0 for the first), if the event belongs to one.
+    pub connection: Option<u64>,
+    pub peer: Option<SocketAddr>,
+    pub kind: EventKind,
+}
+
+fn ser_duration_ms<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64() * 1000.0)
+}
+
+/// What happened.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EventKind {
+    /// A device started listening.
+    Listening { service: String, port: u16 },
+    Connected,
+    Closed { reason: String },
+    /// A request as received (before any fault).
+    Request {
+        index: u64,
+        method: String,
+        uri: String,
+        protocol: String,
+        headers: Vec<(String, String)>,
+        #[serde(skip)]
+        body: Vec<u8>,
+        content_type: Option<String>,
+    },
+    /// A response as sent (after faults edited it).
+    Response {
+        index: u64,
+        status: u16,
+        reason: String,
+        headers: Vec<(String, String)>,
+        #[serde(skip)]
+        body: Vec<u8>,
+        content_type: Option<String>,
+    },
+    /// A fault of the scenario acted on this exchange.
+    Fault {
+        /// Index of the request it acted on, if any.
+        request: Option<u64>,
+        /// Position of the fault in the scenario's list.
+        fault: usize,
+        action: String,
+    },
+    /// Input the device accepted but that a real device would not expect (a protocol warning).
+    Warning { message: String },
+    /// A non-exchange state change worth showing (session set up, audio stream opened …).
+    Note { message: String },
+}
+
+/// Collects events from every device of a run, in arrival order.
+#[derive(Debug)]
+pub struct Recorder {
+    start: Instant,
+    events: Mutex<Vec<Event>>,
+    changed: Notify,
+}
+
+impl Default for Recorder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Recorder {
+    pub fn new() -> Self {
+        Recorder {
+            start: Instant::now(),
+            events: Mutex::new(Vec::new()),
+            changed: Notify::new(),
+        }
+    }
+
+    pub fn shared() -> Arc<Self> {
+        Arc::new(Self::new())
+    }
+
+    pub fn elapsed(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    pub fn record(
+        &self,
+        device: &str,
+        connection: Option<u64>,
+        peer: Option<SocketAddr>,
+        kind: EventKind,
+    ) {
+        let event = Event {
+            at: self.start.elapsed(),
+            device: device.to_string(),
+            connection,
+            peer,
+            kind,
+        };
+        self.events.lock().expect("recorder lock").push(event);
+        self.changed.notify_waiters();
+    }
+
+    /// A copy of every event so far.
+    pub fn snapshot(&self) -> Vec<Event> {
+        self.events.lock().expect("recorder lock").clone()
+    }
+
+    /// Events from position `since` on.
+    pub fn since(&self, since: usize) -> Vec<Event> {
+        let events = self.events.lock().expect("recorder lock");
+        events.get(since..).map(|s| s.to_vec()).unwrap_or_default()
+    }
+
+    pub fn len(&self) -> usize {
+        self.events.lock().expect("recorder lock").len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Waits until a new event is recorded.
+    pub async fn changed(&self) {
+        self.changed.notified().await
+    }
+}

@@ -1,0 +1,528 @@
+//! The one fault seam.
+//!
+//! Faults are data, matched against each exchange between a device's protocol core and its I/O
+//! shell. The shell asks the [`FaultPlan`] for a [`Verdict`] on every request before the core sees
+//! it, and applies the verdict: wait, answer in the core's place, close, reset, stall, or let the
+//! core answer and then edit the response. Device-specific actions (`sign_with`, `lose_packets`)
+//! reach the core and the datagram shell as parameters from the same plan. No device has fault
+//! code of its own, so a new fault works for every device.
+//!
+//! Every random choice (probability, corrupted positions, lost packets) comes from a generator
+//! seeded by the scenario seed, the fault's position and how often it matched, so a run with the
+//! same seed makes the same choices whatever the interleaving of connections.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::wire::{Protocol, Request, Response};
+
+/// Which exchanges a fault applies to. Every field that is set must match.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Match {
+    /// Device name; any device when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+    /// Request method, e.g. `SETUP`, `GET` (case-insensitive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// Request path, e.g. `/info`; a trailing `*` matches any path with that prefix.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Index of the request within its connection (0 is the first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<u64>,
+    /// Index of the connection at the device (0 is the first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection: Option<u64>,
+}
+
+/// Part of a response that `corrupt` flips bytes in.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum CorruptTarget {
+    /// The body.
+    Body,
+    /// The value of one header.
+    Header(String),
+}
+
+/// What a fault does.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Action {
+    /// Wait this many milliseconds before the core handles the request.
+    Delay(u64),
+    /// Answer in the core's place (the core never sees the request). CSeq is echoed.
+    Respond {
+        status: u16,
+        #[serde(default)]
+        headers: BTreeMap<String, String>,
+        #[serde(default)]
+        body: String,
+    },
+    /// Close the connection without answering.
+    Drop,
+    /// Abort the connection with a TCP RST.
+    Reset,
+    /// Keep reading, never answer.
+    Stall,
+    /// Remove a header from the core's response.
+    OmitHeader(String),
+    /// Set a header of the core's response.
+    SetHeader { name: String, value: String },
+    /// Flip `bytes` bytes (default 1) at seeded positions of a header value or of the body.
+    Corrupt {
+        target: CorruptTarget,
+        #[serde(default = "one")]
+        bytes: usize,
+    },
+    /// RAOP: answer `Apple-Challenge` with this private key (PEM path) instead of the device's.
+    SignWith(String),
+    /// RAOP: drop this fraction (0..1) of incoming RTP audio packets, chosen by the seed.
+    LosePackets(f64),
+}
+
+fn one() -> usize {
+    1
+}
+
+impl Action {
+    /// The action's name as written in a scenario.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Action::Delay(_) => "delay",
+            Action::Respond { .. } => "respond",
+            Action::Drop => "drop",
+            Action::Reset => "reset",
+            Action::Stall => "stall",
+            Action::OmitHeader(_) => "omit_header",
+            Action::SetHeader { .. } => "set_header",
+            Action::Corrupt { .. } => "corrupt",
+            Action::SignWith(_) => "sign_with",
+            Action::LosePackets(_) => "lose_packets",
+        }
+    }
+
+    /// The names of every action, for error messages.
+    pub const NAMES: &'static [&'static str] = &[
+        "delay",
+        "respond",
+        "drop",
+        "reset",
+        "stall",
+        "omit_header",
+        "set_header",
+        "corrupt",
+        "sign_with",
+        "lose_packets",
+    ];
+}
+
+/// One fault of a scenario.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Fault {
+    /// Which exchanges it applies to.
+    #[serde(default)]
+    pub when: Match,
+    /// What it does.
+    pub action: Action,
+    /// Apply at most this many times (unlimited when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub times: Option<u64>,
+    /// Let this many matching exchanges pass untouched first.
+    #[serde(default)]
+    pub after: u64,
+    /// Chance (0..1) of applying on each eligible match, drawn from the seed.
+    #[serde(default = "certain")]
+    pub probability: f64,
+}
+
+fn certain() -> f64 {
+    1.0
+}
+
+/// The request-side facts a fault matches on.
+#[derive(Debug, Clone, Copy)]
+pub struct Exchange<'a> {
+    pub device: &'a str,
+    pub connection: u64,
+    pub request: u64,
+    pub method: &'a str,
+    pub path: &'a str,
+}
+
+/// What the shell does in the core's place.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Preempt {
+    Respond(Response),
+    Drop,
+    Reset,
+    Stall,
+}
+
+/// An edit of the core's response.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Edit {
+    Omit(String),
+    Set(String, String),
+    Corrupt {
+        target: CorruptTarget,
+        bytes: usize,
+        seed: u64,
+    },
+}
+
+/// A fault that acted, for the transcript.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Applied {
+    pub fault: usize,
+    pub action: String,
+}
+
+/// Parameters the core reads from the plan for this request.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CoreParams {
+    /// PEM path of a key to answer `Apple-Challenge` with.
+    pub sign_with: Option<String>,
+}
+
+/// The plan's answer for one request.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Verdict {
+    pub delay: Duration,
+    pub preempt: Option<Preempt>,
+    pub edits: Vec<Edit>,
+    pub params: CoreParams,
+    pub applied: Vec<Applied>,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    matched: u64,
+    applied: u64,
+}
+
+/// The faults of one run with their counters and the seed.
+#[derive(Debug)]
+pub struct FaultPlan {
+    seed: u64,
+    faults: Vec<Fault>,
+    counters: Mutex<Vec<Counters>>,
+    /// Datagram counter per fault, for `lose_packets`.
+    datagrams: Vec<AtomicU64>,
+}
+
+impl FaultPlan {
+    pub fn new(seed: u64, faults: Vec<Fault>) -> Self {
+        let counters = faults.iter().map(|_| Counters::default()).collect();
+        let datagrams = faults.iter().map(|_| AtomicU64::new(0)).collect();
+        FaultPlan {
+            seed,
+            faults,
+            counters: Mutex::new(counters),
+            datagrams,
+        }
+    }
+
+    pub fn empty() -> Self {
+        Self::new(0, Vec::new())
+    }
+
+    pub fn faults(&self) -> &[Fault] {
+        &self.faults
+    }
+
+    /// A generator for the `nth` decision of fault `index`.
+    fn rng(&self, index: usize, nth: u64, salt: u64) -> ChaCha8Rng {
+        let mut s = self.seed ^ 0x9E37_79B9_7F4A_7C15;
+        for v in [index as u64, nth, salt] {
+            s = s.rotate_left(17) ^ v.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        }
+        ChaCha8Rng::seed_from_u64(s)
+    }
+
+    /// Decides what happens to one request. Counters advance here, once per request.
+    pub fn on_request(&self, ex: &Exchange<'_>) -> Verdict {
+        let mut verdict = Verdict::default();
+        if self.faults.is_empty() {
+            return verdict;
+        }
+        let mut counters = self.counters.lock().expect("fault counters");
+        for (i, fault) in self.faults.iter().enumerate() {
+            if matches!(fault.action, Action::LosePackets(_)) || !matches(&fault.when, ex) {
+                continue;
+            }
+            let c = &mut counters[i];
+            c.matched += 1;
+            if c.matched <= fault.after || fault.times.is_some_and(|t| c.applied >= t) {
+                continue;
+            }
+            let mut rng = self.rng(i, c.matched, 0);
+            if fault.probability < 1.0 && !rng.gen_bool(fault.probability.clamp(0.0, 1.0)) {
+                continue;
+            }
+            c.applied += 1;
+            let label = describe(&fault.action);
+            match &fault.action {
+                Action::Delay(ms) => verdict.delay += Duration::from_millis(*ms),
+                Action::Respond {
+                    status,
+                    headers,
+                    body,
+                } => {
+                    if verdict.preempt.is_none() {
+                        let mut r = Response::new(Protocol::Rtsp10, *status);
+                        for (k, v) in headers {
+                            r.headers.set(k, v.clone());
+                        }
+                        r.body = body.clone().into_bytes();
+                        verdict.preempt = Some(Preempt::Respond(r));
+                    }
+                }
+                Action::Drop => verdict.preempt = verdict.preempt.take().or(Some(Preempt::Drop)),
+                Action::Reset => verdict.preempt = verdict.preempt.take().or(Some(Preempt::Reset)),
+                Action::Stall => verdict.preempt = verdict.preempt.take().or(Some(Preempt::Stall)),
+                Action::OmitHeader(h) => verdict.edits.push(Edit::Omit(h.clone())),
+                Action::SetHeader { name, value } => {
+                    verdict.edits.push(Edit::Set(name.clone(), value.clone()))
+                }
+                Action::Corrupt { target, bytes } => verdict.edits.push(Edit::Corrupt {
+                    target: target.clone(),
+                    bytes: *bytes,
+                    seed: rng.gen(),
+                }),
+                Action::SignWith(path) => verdict.params.sign_with = Some(path.clone()),
+                Action::LosePackets(_) => unreachable!("filtered above"),
+            }
+            verdict.applied.push(Applied {
+                fault: i,
+                action: label,
+            });
+        }
+        verdict
+    }
+
+    /// Whether a datagram arriving at `device` is lost. Returns the fault that lost it.
+    pub fn lose_datagram(&self, device: &str) -> Option<usize> {
+        for (i, fault) in self.faults.iter().enumerate() {
+            let Action::LosePackets(fraction) = fault.action else {
+                continue;
+            };
+            if fault.when.device.as_deref().is_some_and(|d| d != device) {
+                continue;
+            }
+            let nth = self.datagrams[i].fetch_add(1, Ordering::Relaxed);
+            if nth < fault.after {
+                continue;
+            }
+            if self.rng(i, nth, 1).gen_bool(fraction.clamp(0.0, 1.0)) {
+                return Some(i);
+            }
+        }
+        None
+    }
+}
+
+fn matches(m: &Match, ex: &Exchange<'_>) -> bool {
+    m.device.as_deref().is_none_or(|d| d == ex.device)
+        && m
+            .method
+            .as_deref()
+            .is_none_or(|x| x.eq_ignore_ascii_case(ex.method))
+        && m.path.as_deref().is_none_or(|p| match p.strip_suffix('*') {
+            Some(prefix) => ex.path.starts_with(prefix),
+            None => p == ex.path,
+        })
+        && m.request.is_none_or(|r| r == ex.request)
+        && m.connection.is_none_or(|c| c == ex.connection)
+}
+
+/// A short human description for transcripts: `delay 500ms`, `respond 453`, …
+pub fn describe(action: &Action) -> String {
+    match action {
+        Action::Delay(ms) => format!("delay {ms}ms"),
+        Action::Respond { status, .. } => format!("respond {status}"),
+        Action::OmitHeader(h) => format!("omit_header {h}"),
+        Action::SetHeader { name, value } => format!("set_header {name}: {value}"),
+        Action::Corrupt { target, bytes } => match target {
+            CorruptTarget::Body => format!("corrupt {bytes} byte(s) of body"),
+            CorruptTarget::Header(h) => format!("corrupt {bytes} byte(s) of header {h}"),
+        },
+        Action::SignWith(p) => format!("sign_with {p}"),
+        Action::LosePackets(f) => format!("lose_packets {f}"),
+        other => other.name().to_string(),
+    }
+}
+
+/// Applies the response edits of a verdict. `request` gives the CSeq a `respond` echoes.
+pub fn apply_edits(response: &mut Response, edits: &[Edit]) {
+    for edit in edits {
+        match edit {
+            Edit::Omit(h) => {
+                response.headers.remove(h);
+            }
+            Edit::Set(h, v) => response.headers.set(h, v.clone()),
+            Edit::Corrupt {
+                target,
+                bytes,
+                seed,
+            } => {
+                let mut rng = ChaCha8Rng::seed_from_u64(*seed);
+                match target {
+                    CorruptTarget::Body => flip(&mut response.body, *bytes, &mut rng),
+                    CorruptTarget::Header(name) => {
+                        let Some(value) = response.headers.get(name) else {
+                            continue;
+                        };
+                        // Flip within printable ASCII so the header block stays parseable: the
+                        // fault is a wrong value, not a framing error.
+                        let mut raw = value.as_bytes().to_vec();
+                        for _ in 0..*bytes {
+                            if raw.is_empty() {
+                                break;
+                            }
+                            let pos = rng.gen_range(0..raw.len());
+                            let old = raw[pos];
+                            let mut new = rng.gen_range(b'!'..=b'~');
+                            if new == old {
+                                new = if old == b'~' { b'!' } else { old + 1 };
+                            }
+                            raw[pos] = new;
+                        }
+                        let value = String::from_utf8_lossy(&raw).into_owned();
+                        response.headers.set(name, value);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn flip(buf: &mut [u8], count: usize, rng: &mut ChaCha8Rng) {
+    if buf.is_empty() {
+        return;
+    }
+    for _ in 0..count {
+        let pos = rng.gen_range(0..buf.len());
+        let mask: u8 = rng.gen_range(1..=255);
+        buf[pos] ^= mask;
+    }
+}
+
+/// The response a `respond` fault sends for `request`: CSeq echoed, protocol of the request.
+pub fn preempt_response(mut response: Response, request: &Request) -> Response {
+    response.protocol = request.protocol;
+    if let Some(cseq) = request.cseq() {
+        if !response.headers.contains("CSeq") {
+            response.headers.set("CSeq", cseq);
+        }
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ex<'a>(method: &'a str, request: u64) -> Exchange<'a> {
+        Exchange {
+            device: "apx",
+            connection: 0,
+            request,
+            method,
+            path: "/x",
+        }
+    }
+
+    fn fault(action: Action) -> Fault {
+        Fault {
+            when: Match::default(),
+            action,
+            times: None,
+            after: 0,
+            probability: 1.0,
+        }
+    }
+
+    #[test]
+    fn after_and_times_bound_the_matches() {
+        let mut f = fault(Action::Drop);
+        f.when.method = Some("setup".into());
+        f.after = 1;
+        f.times = Some(1);
+        let plan = FaultPlan::new(1, vec![f]);
+        let hits: Vec<bool> = (0..4)
+            .map(|i| plan.on_request(&ex("SETUP", i)).preempt.is_some())
+            .collect();
+        assert_eq!(hits, [false, true, false, false]);
+        assert!(plan.on_request(&ex("OPTIONS", 9)).preempt.is_none());
+    }
+
+    #[test]
+    fn probability_is_replayable_from_the_seed() {
+        let run = |seed| {
+            let mut f = fault(Action::Delay(1));
+            f.probability = 0.5;
+            let plan = FaultPlan::new(seed, vec![f]);
+            (0..64)
+                .map(|i| !plan.on_request(&ex("GET", i)).applied.is_empty())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(run(7), run(7));
+        assert_ne!(run(7), run(8));
+        let hits = run(7).iter().filter(|h| **h).count();
+        assert!((16..48).contains(&hits), "{hits} of 64");
+    }
+
+    #[test]
+    fn lost_packets_follow_the_fraction_and_seed() {
+        let plan = |seed| FaultPlan::new(seed, vec![fault(Action::LosePackets(0.25))]);
+        let a = plan(3);
+        let lost: Vec<bool> = (0..400)
+            .map(|_| a.lose_datagram("apx").is_some())
+            .collect();
+        let b = plan(3);
+        let again: Vec<bool> = (0..400)
+            .map(|_| b.lose_datagram("apx").is_some())
+            .collect();
+        assert_eq!(lost, again);
+        let n = lost.iter().filter(|l| **l).count();
+        assert!((60..140).contains(&n), "{n} of 400 lost");
+    }
+
+    #[test]
+    fn corrupt_changes_header_but_keeps_it_printable() {
+        let mut r = Response::new(Protocol::Rtsp10, 200);
+        r.headers.set("Apple-Response", "abcdef");
+        let edits = [Edit::Corrupt {
+            target: CorruptTarget::Header("Apple-Response".into()),
+            bytes: 2,
+            seed: 5,
+        }];
+        apply_edits(&mut r, &edits);
+        let v = r.headers.get("Apple-Response").unwrap();
+        assert_ne!(v, "abcdef");
+        assert!(v.bytes().all(|b| b.is_ascii_graphic()));
+    }
+
+    #[test]
+    fn path_prefix_matches() {
+        let mut f = fault(Action::Stall);
+        f.when.path = Some("/ctrl-int/*".into());
+        let plan = FaultPlan::new(0, vec![f]);
+        let mut e = ex("GET", 0);
+        e.path = "/ctrl-int/1/playstatusupdate";
+        assert_eq!(plan.on_request(&e).preempt, Some(Preempt::Stall));
+        e.path = "/login";
+        assert_eq!(plan.on_request(&e).preempt, None);
+    }
+}

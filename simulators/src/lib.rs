@@ -1,0 +1,12 @@
+//! airtwin's simulated devices.
+//!
+//! Each protocol is a sans-IO core (`raop`, …) driven by the shared tokio shell (`shell`) through
+//! the [`service::Service`] contract; faults are applied at one seam ([`fault`]) between the two,
+//! and everything that happens is recorded as [`event::Event`]s.
+
+pub mod event;
+pub mod fault;
+pub mod raop;
+pub mod service;
+pub mod shell;
+pub mod wire;

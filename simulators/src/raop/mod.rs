@@ -1,0 +1,1 @@
+//! The AirPort Express: a RAOP (AirTunes v2) receiver.

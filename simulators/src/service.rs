@@ -1,0 +1,115 @@
+//! The contract between a device's protocol core and the I/O shell that carries it.
+//!
+//! A core is sans-IO: it gets a parsed [`Request`] with a [`Context`] (who is connected, the time,
+//! the fault parameters) and gives back an [`Outcome`]. It never touches a socket or a clock; the
+//! shell (`crate::shell`) reads and writes bytes, applies the fault seam, and records events.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use crate::fault::CoreParams;
+use crate::wire::{Request, Response};
+
+/// Facts about one TCP connection, fixed for its life.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    pub device: Arc<str>,
+    /// Index of this connection at the device, 0 for the first.
+    pub index: u64,
+    pub peer: SocketAddr,
+    /// The device's end of the socket: the address a RAOP receiver signs into `Apple-Response`.
+    pub local: SocketAddr,
+}
+
+/// Per-request input beside the request itself.
+#[derive(Debug)]
+pub struct Context<'a> {
+    pub conn: &'a ConnInfo,
+    /// Wall-clock time, passed in so cores stay deterministic under test.
+    pub now: SystemTime,
+    /// Fault parameters the core reads (e.g. `sign_with`).
+    pub params: &'a CoreParams,
+    /// Protocol warnings and notes for the transcript.
+    pub notes: Vec<Note>,
+}
+
+/// Something the core wants in the transcript.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Note {
+    /// Input a real device would not expect; expectations can forbid these.
+    Warning(String),
+    Info(String),
+}
+
+impl<'a> Context<'a> {
+    pub fn new(conn: &'a ConnInfo, now: SystemTime, params: &'a CoreParams) -> Self {
+        Context {
+            conn,
+            now,
+            params,
+            notes: Vec::new(),
+        }
+    }
+
+    pub fn warn(&mut self, message: impl Into<String>) {
+        self.notes.push(Note::Warning(message.into()));
+    }
+
+    pub fn info(&mut self, message: impl Into<String>) {
+        self.notes.push(Note::Info(message.into()));
+    }
+}
+
+/// Receives datagrams on a UDP port the core asked the shell to open.
+pub trait DatagramHandler: Send + Sync {
+    /// Handles one datagram from `from`; returns datagrams to send back to `from`.
+    fn on_datagram(&self, bytes: &[u8], from: SocketAddr, now: SystemTime) -> Vec<Vec<u8>>;
+}
+
+/// A UDP port a core needs, named for the transcript and the answer (`server`, `control`, `timing`).
+pub struct UdpRequest {
+    pub name: &'static str,
+    pub handler: Arc<dyn DatagramHandler>,
+    /// Whether the fault seam may lose datagrams arriving here (`lose_packets`).
+    pub lossy: bool,
+}
+
+/// What a core does with one request.
+pub enum Outcome {
+    /// Send this response.
+    Respond(Response),
+    /// Open these UDP ports on the device's address, then call [`Service::complete`] with their
+    /// port numbers, in order, to get the response (RAOP SETUP).
+    OpenUdp(Vec<UdpRequest>),
+    /// Send this response, then close the connection.
+    RespondAndClose(Response),
+}
+
+/// A device's protocol core as a TCP shell drives it.
+pub trait Service: Send + Sync + 'static {
+    /// Per-connection state.
+    type Conn: Send + 'static;
+
+    /// Called when a connection is accepted.
+    fn open(&self, conn: &ConnInfo) -> Self::Conn;
+
+    /// Handles one request.
+    fn handle(&self, state: &mut Self::Conn, req: &Request, cx: &mut Context<'_>) -> Outcome;
+
+    /// Finishes a request that asked for UDP ports.
+    fn complete(
+        &self,
+        state: &mut Self::Conn,
+        req: &Request,
+        ports: &[u16],
+        cx: &mut Context<'_>,
+    ) -> Response;
+
+    /// Adds the headers every response of this device carries (e.g. RTSP `CSeq`, `Server`) to
+    /// responses the core did not make: fault `respond` answers and framing errors.
+    fn decorate(&self, state: &Self::Conn, req: Option<&Request>, resp: &mut Response, cx: &Context<'_>);
+
+    /// Called when the connection ends, whatever the reason.
+    fn close(&self, state: Self::Conn);
+}

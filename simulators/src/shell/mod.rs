@@ -1,0 +1,6 @@
+//! Tokio I/O only: the TCP connection loop and UDP ports every device shares. No protocol logic.
+
+pub mod tcp;
+pub mod udp;
+
+pub use tcp::{bind, spawn, ShellConfig};

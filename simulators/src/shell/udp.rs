@@ -1,0 +1,62 @@
+//! UDP ports a core asks for (RAOP audio, control and timing): receive, let the fault seam lose
+//! what it must, hand the rest to the core's handler, send back what it answers.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::SystemTime;
+
+use tokio::net::UdpSocket;
+use tokio::task::JoinHandle;
+use tracing::debug;
+
+use super::tcp::ShellConfig;
+use crate::event::EventKind;
+use crate::service::UdpRequest;
+
+/// Binds `ip:0` and serves it until the task is aborted or the device stops.
+pub async fn open(
+    ip: IpAddr,
+    request: UdpRequest,
+    cfg: ShellConfig,
+) -> std::io::Result<(u16, JoinHandle<()>)> {
+    let socket = UdpSocket::bind(SocketAddr::new(ip, 0)).await?;
+    let port = socket.local_addr()?.port();
+    let mut shutdown = cfg.shutdown.clone();
+    let task = tokio::spawn(async move {
+        let mut buf = vec![0u8; 65_536];
+        let mut lost: u64 = 0;
+        loop {
+            let (n, from) = tokio::select! {
+                r = socket.recv_from(&mut buf) => match r {
+                    Ok(x) => x,
+                    // ICMP port-unreachable from an earlier send shows up here on Linux.
+                    Err(_) => continue,
+                },
+                _ = shutdown.wait_for(|s| *s) => break,
+            };
+            if request.lossy {
+                if let Some(fault) = cfg.plan.lose_datagram(&cfg.device) {
+                    lost += 1;
+                    if lost == 1 {
+                        cfg.recorder.record(
+                            &cfg.device,
+                            None,
+                            Some(from),
+                            EventKind::Fault {
+                                request: None,
+                                fault,
+                                action: format!("lose_packets on {} port (first loss)", request.name),
+                            },
+                        );
+                    }
+                    continue;
+                }
+            }
+            for reply in request.handler.on_datagram(&buf[..n], from, SystemTime::now()) {
+                if let Err(e) = socket.send_to(&reply, from).await {
+                    debug!(error = %e, port = request.name, "udp send failed");
+                }
+            }
+        }
+    });
+    Ok((port, task))
+}

@@ -1,0 +1,9 @@
+//! Codecs: pure, sans-IO, bytes in and typed values out, never a panic.
+
+pub mod framing;
+pub mod message;
+pub mod sdp;
+pub mod transport;
+
+pub use framing::{parse_request, parse_response, FramingError, Limits};
+pub use message::{reason_phrase, Headers, Protocol, Request, Response};
