@@ -32,9 +32,14 @@ fn ser_duration_ms<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S:
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum EventKind {
     /// A device started listening.
-    Listening { service: String, port: u16 },
+    Listening {
+        service: String,
+        port: u16,
+    },
     Connected,
-    Closed { reason: String },
+    Closed {
+        reason: String,
+    },
     /// A request as received (before any fault).
     Request {
         index: u64,
@@ -65,9 +70,13 @@ pub enum EventKind {
         action: String,
     },
     /// Input the device accepted but that a real device would not expect (a protocol warning).
-    Warning { message: String },
+    Warning {
+        message: String,
+    },
     /// A non-exchange state change worth showing (session set up, audio stream opened …).
-    Note { message: String },
+    Note {
+        message: String,
+    },
 }
 
 /// Collects events from every device of a run, in arrival order.

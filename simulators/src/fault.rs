@@ -334,8 +334,7 @@ impl FaultPlan {
 
 fn matches(m: &Match, ex: &Exchange<'_>) -> bool {
     m.device.as_deref().is_none_or(|d| d == ex.device)
-        && m
-            .method
+        && m.method
             .as_deref()
             .is_none_or(|x| x.eq_ignore_ascii_case(ex.method))
         && m.path.as_deref().is_none_or(|p| match p.strip_suffix('*') {
@@ -487,13 +486,9 @@ mod tests {
     fn lost_packets_follow_the_fraction_and_seed() {
         let plan = |seed| FaultPlan::new(seed, vec![fault(Action::LosePackets(0.25))]);
         let a = plan(3);
-        let lost: Vec<bool> = (0..400)
-            .map(|_| a.lose_datagram("apx").is_some())
-            .collect();
+        let lost: Vec<bool> = (0..400).map(|_| a.lose_datagram("apx").is_some()).collect();
         let b = plan(3);
-        let again: Vec<bool> = (0..400)
-            .map(|_| b.lose_datagram("apx").is_some())
-            .collect();
+        let again: Vec<bool> = (0..400).map(|_| b.lose_datagram("apx").is_some()).collect();
         assert_eq!(lost, again);
         let n = lost.iter().filter(|l| **l).count();
         assert!((60..140).contains(&n), "{n} of 400 lost");

@@ -108,7 +108,13 @@ pub trait Service: Send + Sync + 'static {
 
     /// Adds the headers every response of this device carries (e.g. RTSP `CSeq`, `Server`) to
     /// responses the core did not make: fault `respond` answers and framing errors.
-    fn decorate(&self, state: &Self::Conn, req: Option<&Request>, resp: &mut Response, cx: &Context<'_>);
+    fn decorate(
+        &self,
+        state: &Self::Conn,
+        req: Option<&Request>,
+        resp: &mut Response,
+        cx: &Context<'_>,
+    );
 
     /// Called when the connection ends, whatever the reason.
     fn close(&self, state: Self::Conn);

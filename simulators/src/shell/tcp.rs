@@ -110,7 +110,15 @@ async fn connection<S: Service>(
     debug!("connected");
     let mut state = service.open(&info);
     let mut udp_tasks: Vec<JoinHandle<()>> = Vec::new();
-    let end = serve_requests(&mut stream, &info, &*service, &mut state, &cfg, &mut udp_tasks).await;
+    let end = serve_requests(
+        &mut stream,
+        &info,
+        &*service,
+        &mut state,
+        &cfg,
+        &mut udp_tasks,
+    )
+    .await;
     for t in &udp_tasks {
         t.abort();
     }
@@ -148,7 +156,12 @@ async fn serve_requests<S: Service>(
                 Ok(None) => break,
                 Err(e) => {
                     info!(error = %e, "bad request, answering {} and closing", e.status());
-                    cfg.record(Some(info), EventKind::Warning { message: format!("framing: {e}") });
+                    cfg.record(
+                        Some(info),
+                        EventKind::Warning {
+                            message: format!("framing: {e}"),
+                        },
+                    );
                     let mut resp = Response::new(wire::Protocol::Rtsp10, e.status())
                         .with_reason_text(&e.to_string());
                     let now = SystemTime::now();
@@ -174,7 +187,10 @@ async fn serve_requests<S: Service>(
         };
         match read {
             Err(_) => {
-                info!(timeout_ms = cfg.idle_timeout.as_millis() as u64, "idle timeout, closing");
+                info!(
+                    timeout_ms = cfg.idle_timeout.as_millis() as u64,
+                    "idle timeout, closing"
+                );
                 return End::Closed("idle timeout".into());
             }
             Ok(Err(e)) => return End::Closed(format!("read error: {e}")),
@@ -203,7 +219,11 @@ async fn exchange<S: Service>(
             method: req.method.clone(),
             uri: req.uri.clone(),
             protocol: req.protocol.to_string(),
-            headers: req.headers.iter().map(|(n, v)| (n.into(), v.into())).collect(),
+            headers: req
+                .headers
+                .iter()
+                .map(|(n, v)| (n.into(), v.into()))
+                .collect(),
             content_type: req.headers.get("Content-Type").map(str::to_string),
             body: req.body.clone(),
         },
@@ -296,7 +316,11 @@ fn record_response(cfg: &ShellConfig, info: &ConnInfo, index: Option<u64>, resp:
             index: index.unwrap_or(u64::MAX),
             status: resp.status,
             reason: resp.reason.clone(),
-            headers: resp.headers.iter().map(|(n, v)| (n.into(), v.into())).collect(),
+            headers: resp
+                .headers
+                .iter()
+                .map(|(n, v)| (n.into(), v.into()))
+                .collect(),
             content_type: resp.headers.get("Content-Type").map(str::to_string),
             body: resp.body.clone(),
         },

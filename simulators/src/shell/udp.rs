@@ -44,14 +44,20 @@ pub async fn open(
                             EventKind::Fault {
                                 request: None,
                                 fault,
-                                action: format!("lose_packets on {} port (first loss)", request.name),
+                                action: format!(
+                                    "lose_packets on {} port (first loss)",
+                                    request.name
+                                ),
                             },
                         );
                     }
                     continue;
                 }
             }
-            for reply in request.handler.on_datagram(&buf[..n], from, SystemTime::now()) {
+            for reply in request
+                .handler
+                .on_datagram(&buf[..n], from, SystemTime::now())
+            {
                 if let Err(e) = socket.send_to(&reply, from).await {
                     debug!(error = %e, port = request.name, "udp send failed");
                 }

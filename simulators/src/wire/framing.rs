@@ -143,7 +143,10 @@ fn truncate(s: &str) -> String {
 ///
 /// `Ok(None)`: more bytes are needed. `Ok(Some((request, used)))`: a whole request, `used` bytes
 /// long. `Err`: the bytes can never become a valid request; the caller answers `err.status()`.
-pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Option<(Request, usize)>, FramingError> {
+pub fn parse_request(
+    buf: &[u8],
+    limits: &Limits,
+) -> Result<Option<(Request, usize)>, FramingError> {
     // Empty lines between messages are tolerated (RFC 9112 §2.2).
     let skip = buf
         .iter()

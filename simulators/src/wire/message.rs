@@ -31,7 +31,11 @@ impl Headers {
     /// Replaces every value of `name` with one value, keeping the position of the first.
     pub fn set(&mut self, name: &str, value: impl Into<String>) {
         let value = value.into();
-        if let Some(pos) = self.0.iter().position(|(n, _)| n.eq_ignore_ascii_case(name)) {
+        if let Some(pos) = self
+            .0
+            .iter()
+            .position(|(n, _)| n.eq_ignore_ascii_case(name))
+        {
             self.0[pos].1 = value;
             let mut i = pos + 1;
             while i < self.0.len() {

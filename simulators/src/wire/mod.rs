@@ -1,5 +1,6 @@
 //! Codecs: pure, sans-IO, bytes in and typed values out, never a panic.
 
+pub mod dmap;
 pub mod framing;
 pub mod message;
 pub mod sdp;

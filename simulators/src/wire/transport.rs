@@ -97,7 +97,10 @@ mod tests {
     fn display_round_trips() {
         let mut t = Transport::parse("RTP/AVP/UDP;unicast;mode=record").unwrap();
         t.set("server_port", 5000);
-        assert_eq!(t.to_string(), "RTP/AVP/UDP;unicast;mode=record;server_port=5000");
+        assert_eq!(
+            t.to_string(),
+            "RTP/AVP/UDP;unicast;mode=record;server_port=5000"
+        );
         assert_eq!(Transport::parse(&t.to_string()), Some(t));
     }
 

@@ -1,0 +1,210 @@
+//! `airtwin bench raop`: how fast the fake AirPort Express answers, as ratios against the raw
+//! RSA-2048 private-key rate of this machine, measured in the same run.
+//!
+//! Every RAOP handshake costs two private-key operations (the `Apple-Response` signature and the
+//! `rsaaeskey` decryption), so the RSA rate bounds it (../shared/perf-notes.md).
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use airtwin_simulators::event::Recorder;
+use airtwin_simulators::fault::FaultPlan;
+use airtwin_simulators::raop::challenge::{self, encode_b64};
+use airtwin_simulators::raop::{keys, RaopConfig, RaopService};
+use airtwin_simulators::shell::{self, ShellConfig};
+use airtwin_simulators::wire::Limits;
+use anyhow::{bail, Result};
+use rand::{Rng, SeedableRng};
+use rsa::Pkcs1v15Sign;
+use tokio::sync::watch;
+
+use crate::clients::rtsp::RtspClient;
+
+/// Raw private-key operations per second, one thread per core, for `dur`.
+pub fn rsa_ops_per_sec(threads: usize, dur: Duration) -> f64 {
+    let key = Arc::new(keys::airport_express());
+    let stop = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let (key, stop, count) = (key.clone(), stop.clone(), count.clone());
+            std::thread::spawn(move || {
+                let mut buf = [t as u8; 32];
+                while !stop.load(Ordering::Relaxed) {
+                    buf[0] = buf[0].wrapping_add(1);
+                    let _ = key.sign(Pkcs1v15Sign::new_unprefixed(), &buf);
+                    count.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(dur);
+    stop.store(true, Ordering::Relaxed);
+    for h in handles {
+        let _ = h.join();
+    }
+    count.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
+}
+
+async fn start_device() -> Result<(SocketAddr, watch::Sender<bool>)> {
+    let mut config = RaopConfig::airport_express("bench");
+    config.max_sessions = usize::MAX;
+    let service = Arc::new(RaopService::new(config));
+    let listener = shell::bind("127.0.0.1:0".parse()?).await?;
+    let addr = listener.local_addr()?;
+    let (tx, rx) = watch::channel(false);
+    let cfg = ShellConfig {
+        device: "bench".into(),
+        // The bench measures the device, not transcript growth: events go to a recorder that is
+        // dropped with the device.
+        recorder: Recorder::shared(),
+        plan: Arc::new(FaultPlan::empty()),
+        limits: Limits::default(),
+        idle_timeout: Duration::from_secs(30),
+        shutdown: rx,
+    };
+    shell::spawn(listener, service, cfg, "raop");
+    Ok((addr, tx))
+}
+
+/// One full sender handshake on a new connection: OPTIONS+challenge, ANNOUNCE+rsaaeskey, SETUP,
+/// RECORD, TEARDOWN.
+async fn handshake(
+    addr: SocketAddr,
+    rng: &mut rand_chacha::ChaCha8Rng,
+    wrapped_key: &str,
+) -> Result<()> {
+    let mut c = RtspClient::connect(addr, Duration::from_secs(10)).await?;
+    let challenge = encode_b64(&rng.gen::<[u8; 16]>());
+    let r = c
+        .request("OPTIONS", "*", &[("Apple-Challenge", &challenge)], None)
+        .await?;
+    if r.status != 200 || !r.headers.contains("Apple-Response") {
+        bail!("OPTIONS answered {}", r.status);
+    }
+    let sdp = format!(
+        "v=0\r\no=bench 1 0 IN IP4 127.0.0.1\r\ns=bench\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 0 RTP/AVP 96\r\na=rtpmap:96 AppleLossless\r\na=fmtp:96 352 0 16 40 10 14 2 255 0 0 44100\r\na=rsaaeskey:{wrapped_key}\r\na=aesiv:{}\r\n",
+        encode_b64(&[7u8; 16])
+    );
+    let r = c
+        .request(
+            "ANNOUNCE",
+            "rtsp://127.0.0.1/1",
+            &[],
+            Some(("application/sdp", sdp.into_bytes())),
+        )
+        .await?;
+    if r.status != 200 {
+        bail!("ANNOUNCE answered {}", r.status);
+    }
+    let r = c
+        .request(
+            "SETUP",
+            "rtsp://127.0.0.1/1",
+            &[(
+                "Transport",
+                "RTP/AVP/UDP;unicast;mode=record;control_port=9;timing_port=9",
+            )],
+            None,
+        )
+        .await?;
+    if r.status != 200 {
+        bail!("SETUP answered {}", r.status);
+    }
+    c.session = r.headers.get("Session").map(str::to_string);
+    let r = c.request("RECORD", "rtsp://127.0.0.1/1", &[], None).await?;
+    if r.status != 200 {
+        bail!("RECORD answered {}", r.status);
+    }
+    let r = c
+        .request("TEARDOWN", "rtsp://127.0.0.1/1", &[], None)
+        .await?;
+    if r.status != 200 {
+        bail!("TEARDOWN answered {}", r.status);
+    }
+    Ok(())
+}
+
+/// Runs `n` concurrent loops of `step` for `dur`; returns completed steps per second.
+async fn rate<F, Fut>(n: usize, dur: Duration, step: F) -> Result<f64>
+where
+    F: Fn(usize) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Result<u64>> + Send,
+{
+    let deadline = Instant::now() + dur;
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        let step = step.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut done = 0u64;
+            while Instant::now() < deadline {
+                done += step(i).await?;
+            }
+            Ok::<u64, anyhow::Error>(done)
+        }));
+    }
+    let mut total = 0;
+    for t in tasks {
+        total += t.await??;
+    }
+    Ok(total as f64 / started.elapsed().as_secs_f64())
+}
+
+/// Prints the RAOP figures.
+pub async fn raop(connections: usize, dur: Duration) -> Result<()> {
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    println!("airtwin bench raop: {connections} concurrent loopback connections, {:.1}s per figure, {cores} cores", dur.as_secs_f64());
+
+    let rsa = tokio::task::spawn_blocking(move || rsa_ops_per_sec(cores, dur)).await?;
+    println!("reference  RSA-2048 private-key ops (rsa crate, unprefixed PKCS#1 v1.5, {cores} threads): {rsa:.0}/s ({:.0}/s per core)", rsa / cores as f64);
+
+    let (addr, stop) = start_device().await?;
+    let key = Arc::new(keys::airport_express().to_public_key());
+
+    // Challenges only: OPTIONS + Apple-Challenge on keep-alive connections (what perf-notes.md
+    // measured for shairport-sync).
+    let challenges = rate(connections, dur, move |i| async move {
+        let mut c = RtspClient::connect(addr, Duration::from_secs(10)).await?;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(i as u64);
+        let mut n = 0;
+        for _ in 0..50 {
+            let ch = encode_b64(&rng.gen::<[u8; 16]>());
+            let r = c
+                .request("OPTIONS", "*", &[("Apple-Challenge", &ch)], None)
+                .await?;
+            if !r.headers.contains("Apple-Response") {
+                bail!("no Apple-Response");
+            }
+            n += 1;
+        }
+        Ok(n)
+    })
+    .await?;
+    println!(
+        "device     OPTIONS + Apple-Challenge replies: {challenges:.0}/s = {:.0}% of the raw RSA rate (1 op each)",
+        100.0 * challenges / rsa
+    );
+
+    let handshakes = rate(connections, dur, move |i| {
+        let key = key.clone();
+        async move {
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1000 + i as u64);
+            let wrapped = challenge::encrypt_aes_key(&key, &rng.gen(), &mut rng)?;
+            handshake(addr, &mut rng, &wrapped).await?;
+            Ok(1)
+        }
+    })
+    .await?;
+    println!(
+        "device     full handshakes (OPTIONS+challenge, ANNOUNCE+rsaaeskey, SETUP, RECORD, TEARDOWN): {handshakes:.0}/s = {:.0}% of the raw RSA rate (2 ops each)",
+        100.0 * 2.0 * handshakes / rsa
+    );
+    let _ = stop.send(true);
+    Ok(())
+}

@@ -1,0 +1,271 @@
+//! Running one scenario: start its devices, run its clients in order, stop, check expectations,
+//! write the reports. Reports are written whatever happened: failure, timeout or interrupt.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use airtwin_simulators::event::{Event, Recorder};
+use airtwin_simulators::fault::FaultPlan;
+use serde::Serialize;
+use tokio::sync::watch;
+use tracing::{info, info_span, Instrument};
+
+use crate::clients::{self, ClientOutcome};
+use crate::devices::{self, Device, RunContext};
+use crate::expect;
+use crate::report::transcript;
+use crate::scenario::subst::Vars;
+use crate::scenario::{ClientKind, Loaded};
+
+/// Options of one `airtwin run`.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Replaces every scenario's seed.
+    pub seed: Option<u64>,
+    /// Folder for transcripts, captures and client logs (one subfolder per scenario).
+    pub out: Option<PathBuf>,
+    /// Third-party peers folder (`${peers}`); default `target/peers` of the project.
+    pub peers: Option<PathBuf>,
+}
+
+/// A failed expectation.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Failure {
+    /// Which expectation, e.g. `expect[2] audio kitchen`.
+    pub what: String,
+    pub expected: String,
+    pub actual: String,
+}
+
+/// The outcome of one scenario.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScenarioResult {
+    pub name: String,
+    pub file: PathBuf,
+    pub seed: u64,
+    pub passed: bool,
+    #[serde(serialize_with = "secs")]
+    pub duration: Duration,
+    pub failures: Vec<Failure>,
+    /// The run could not go on (device failed to start, interrupt, …).
+    pub error: Option<String>,
+    pub interrupted: bool,
+    pub clients: Vec<(String, ClientOutcome)>,
+    /// Where the transcript went, if `--out` was given.
+    pub out_dir: Option<PathBuf>,
+    #[serde(skip)]
+    pub events: Vec<Event>,
+}
+
+fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
+}
+
+impl ScenarioResult {
+    /// The first failure as one line: `what: expected X, got Y`.
+    pub fn first_problem(&self) -> Option<String> {
+        if let Some(e) = &self.error {
+            return Some(e.clone());
+        }
+        self.failures
+            .first()
+            .map(|f| format!("{}: expected {}, got {}", f.what, f.expected, f.actual))
+    }
+}
+
+/// Runs one loaded scenario.
+pub async fn run(
+    loaded: &Loaded,
+    opts: &RunOptions,
+    cancel: watch::Receiver<bool>,
+) -> ScenarioResult {
+    let scenario = &loaded.scenario;
+    let span = info_span!("scenario", name = %scenario.name);
+    async move {
+        let started = Instant::now();
+        let seed = opts.seed.unwrap_or(scenario.seed);
+        let recorder = Recorder::shared();
+        let plan = Arc::new(FaultPlan::new(seed, scenario.faults.clone()));
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let ctx = RunContext {
+            recorder: recorder.clone(),
+            plan,
+            seed,
+            shutdown: stop_rx,
+            base_dir: loaded.dir(),
+        };
+        let out_dir = opts.out.as_ref().map(|o| o.join(&scenario.name));
+        if let Some(d) = &out_dir {
+            let _ = std::fs::create_dir_all(d);
+        }
+        let mut result = ScenarioResult {
+            name: scenario.name.clone(),
+            file: loaded.file.clone(),
+            seed,
+            passed: false,
+            duration: Duration::ZERO,
+            failures: Vec::new(),
+            error: None,
+            interrupted: false,
+            clients: Vec::new(),
+            out_dir: out_dir.clone(),
+            events: Vec::new(),
+        };
+
+        let mut devices: Vec<Device> = Vec::new();
+        for spec in &scenario.devices {
+            match devices::start(spec, &ctx).await {
+                Ok(d) => {
+                    info!(device = %d.name, ports = ?d.ports, "listening");
+                    devices.push(d)
+                }
+                Err(e) => {
+                    result.error = Some(format!("device {} did not start: {e:#}", spec.name));
+                    break;
+                }
+            }
+        }
+
+        if result.error.is_none() {
+            let vars = variables(loaded, &devices, seed, opts, out_dir.as_deref());
+            for client in &scenario.clients {
+                if *cancel.borrow() {
+                    result.interrupted = true;
+                    break;
+                }
+                let outcome = run_client(loaded, client, &devices, &vars, seed, cancel.clone()).await;
+                info!(client = %client.name, exit = ?outcome.exit, timed_out = outcome.timed_out, "client done");
+                let interrupted = outcome.interrupted;
+                result.clients.push((client.name.clone(), outcome));
+                if interrupted {
+                    result.interrupted = true;
+                    break;
+                }
+            }
+            // Datagrams still in flight when the client returns.
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        }
+
+        let _ = stop_tx.send(true);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        for d in &devices {
+            d.abort();
+        }
+        result.events = recorder.snapshot();
+        if result.interrupted && result.error.is_none() {
+            result.error = Some("interrupted".into());
+        }
+        if result.error.is_none() {
+            result.failures = expect::evaluate(loaded, &devices, &result);
+        }
+        result.passed = result.error.is_none() && result.failures.is_empty();
+        result.duration = started.elapsed();
+        if let Some(dir) = &out_dir {
+            if let Err(e) = transcript::write_all(dir, loaded, &devices, &result) {
+                tracing::warn!(error = %e, "could not write the transcript");
+            }
+        }
+        result
+    }
+    .instrument(span)
+    .await
+}
+
+/// The variables external commands may use.
+pub fn variables(
+    loaded: &Loaded,
+    devices: &[Device],
+    seed: u64,
+    opts: &RunOptions,
+    out: Option<&Path>,
+) -> Vars {
+    let mut v = Vars::default();
+    for d in devices {
+        v.set(format!("device.{}.port", d.name), d.port().to_string());
+        v.set(format!("device.{}.address", d.name), d.address.to_string());
+        for (service, port) in &d.ports {
+            v.set(
+                format!("device.{}.ports.{service}", d.name),
+                port.to_string(),
+            );
+        }
+        if let Some(mac) = d.ready().identity.get("mac") {
+            v.set(format!("device.{}.mac", d.name), mac.clone());
+        }
+    }
+    let peers = opts
+        .peers
+        .clone()
+        .unwrap_or_else(|| default_peers_dir(&loaded.dir()));
+    v.set("peers", peers.to_string_lossy());
+    v.set("scenario_dir", loaded.dir().to_string_lossy());
+    v.set("seed", seed.to_string());
+    let out = out
+        .map(Path::to_path_buf)
+        .unwrap_or_else(std::env::temp_dir);
+    v.set("out", out.to_string_lossy());
+    let root = project_root(&loaded.dir()).unwrap_or_else(|| PathBuf::from("."));
+    v.set("project", root.to_string_lossy());
+    v
+}
+
+/// `AIRTWIN_PEERS`, else `target/peers` of the project the scenario lives in.
+pub fn default_peers_dir(from: &Path) -> PathBuf {
+    if let Some(p) = std::env::var_os("AIRTWIN_PEERS") {
+        return PathBuf::from(p);
+    }
+    project_root(from)
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join("target/peers")
+}
+
+/// The nearest folder above `from` that holds `ci/install-peers` (airtwin's checkout).
+pub fn project_root(from: &Path) -> Option<PathBuf> {
+    let start = std::fs::canonicalize(from).ok()?;
+    start
+        .ancestors()
+        .find(|a| a.join("ci/install-peers").exists())
+        .map(Path::to_path_buf)
+}
+
+async fn run_client(
+    loaded: &Loaded,
+    client: &crate::scenario::ClientSpec,
+    devices: &[Device],
+    vars: &Vars,
+    seed: u64,
+    cancel: watch::Receiver<bool>,
+) -> ClientOutcome {
+    let timeout = Duration::from_secs_f64(client.timeout);
+    match &client.run {
+        ClientKind::Command(argv) => {
+            let argv: Result<Vec<String>, String> = argv.iter().map(|a| vars.apply(a)).collect();
+            let env: Result<BTreeMap<String, String>, String> = client
+                .env
+                .iter()
+                .map(|(k, v)| vars.apply(v).map(|v| (k.clone(), v)))
+                .collect();
+            match (argv, env) {
+                (Ok(argv), Ok(env)) => {
+                    clients::external::run(&argv, &env, &loaded.dir(), timeout, cancel).await
+                }
+                (Err(e), _) | (_, Err(e)) => ClientOutcome::failed_to_start(e, Duration::ZERO),
+            }
+        }
+        ClientKind::Raop(spec) => {
+            let Some(device) = devices.iter().find(|d| d.name == spec.to) else {
+                return ClientOutcome::failed_to_start(
+                    format!("no device {}", spec.to),
+                    Duration::ZERO,
+                );
+            };
+            let opts = match clients::raop::Options::from_spec(spec, loaded, device, seed) {
+                Ok(o) => o,
+                Err(e) => return ClientOutcome::failed_to_start(format!("{e:#}"), Duration::ZERO),
+            };
+            clients::raop::run_with_timeout(opts, timeout, cancel).await
+        }
+    }
+}

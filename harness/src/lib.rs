@@ -1,0 +1,12 @@
+//! airtwin's harness: the scenario model and engine, expectations, reports, and the CLI behind
+//! the `airtwin` binary. The devices themselves live in `airtwin-simulators`.
+
+pub mod audio_match;
+pub mod bench;
+pub mod clients;
+pub mod devices;
+pub mod engine;
+pub mod expect;
+pub mod report;
+pub mod scenario;
+pub mod serve;

@@ -1,0 +1,286 @@
+//! The transcript of a scenario: every exchange with its time, direction, peer, headers and a
+//! summary of its body (binary plists and DMAP decoded, SDP and text shown, other bytes as hex),
+//! every fault applied, every warning, and each client's output. Written to
+//! `<out>/<scenario>/transcript.txt`, next to `events.jsonl`, `result.json`, the clients' logs and
+//! one WAV per audio session.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::Path;
+
+use airtwin_simulators::event::{Event, EventKind};
+use airtwin_simulators::wire::dmap;
+
+use crate::audio_match;
+use crate::devices::{Core, Device};
+use crate::engine::ScenarioResult;
+use crate::scenario::Loaded;
+
+/// Writes every report file of one scenario into `dir`.
+pub fn write_all(
+    dir: &Path,
+    loaded: &Loaded,
+    devices: &[Device],
+    result: &ScenarioResult,
+) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let mut text = String::new();
+    let _ = writeln!(text, "scenario {} ({})", result.name, loaded.file.display());
+    let _ = writeln!(
+        text,
+        "seed {}  replay: airtwin run {} --seed {}",
+        result.seed,
+        loaded.file.display(),
+        result.seed
+    );
+    let _ = writeln!(
+        text,
+        "result {}  {:.3}s{}",
+        if result.passed { "PASS" } else { "FAIL" },
+        result.duration.as_secs_f64(),
+        result
+            .first_problem()
+            .map(|p| format!("  {p}"))
+            .unwrap_or_default()
+    );
+    for d in devices {
+        let _ = writeln!(
+            text,
+            "device {} ({}) {} {:?}",
+            d.name,
+            d.kind.as_str(),
+            d.address,
+            d.ports
+        );
+    }
+    text.push('\n');
+    for e in &result.events {
+        render_event(&mut text, e);
+    }
+    for (name, o) in &result.clients {
+        let _ = writeln!(
+            text,
+            "\n== client {name}: exit {:?}{}{} in {:.3}s",
+            o.exit,
+            if o.timed_out {
+                ", killed at timeout"
+            } else {
+                ""
+            },
+            if o.interrupted { ", interrupted" } else { "" },
+            o.duration.as_secs_f64()
+        );
+        let _ = writeln!(text, "-- stdout\n{}", o.stdout.trim_end());
+        let _ = writeln!(text, "-- stderr\n{}", o.stderr.trim_end());
+        std::fs::write(
+            dir.join(format!("client-{name}.log")),
+            format!("{}{}", o.stdout, o.stderr),
+        )?;
+    }
+    for f in &result.failures {
+        let _ = writeln!(
+            text,
+            "\nFAILED {}\n  expected: {}\n  actual:   {}",
+            f.what, f.expected, f.actual
+        );
+    }
+    std::fs::write(dir.join("transcript.txt"), text)?;
+
+    let mut jsonl = std::fs::File::create(dir.join("events.jsonl"))?;
+    for e in &result.events {
+        serde_json::to_writer(&mut jsonl, e)?;
+        jsonl.write_all(b"\n")?;
+    }
+    std::fs::write(dir.join("result.json"), serde_json::to_vec_pretty(result)?)?;
+
+    for d in devices {
+        let Core::Raop(service) = &d.core;
+        let state = service
+            .state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        for (i, s) in state.sessions.iter().enumerate() {
+            let stats = s.receiver.stats();
+            let pcm = s.receiver.pcm();
+            if stats.channels == 0 || pcm.is_empty() {
+                continue;
+            }
+            let path = dir.join(format!("{}-session{i}.wav", d.name));
+            if let Err(e) = audio_match::write_wav(&path, stats.channels, stats.sample_rate, &pcm) {
+                tracing::warn!(error = %e, "cannot write {}", path.display());
+            }
+        }
+    }
+    Ok(())
+}
+
+fn render_event(out: &mut String, e: &Event) {
+    let t = format!("{:>10.3}ms", e.at.as_secs_f64() * 1000.0);
+    let who = match (e.connection, e.peer) {
+        (Some(c), Some(p)) => format!("{}#{c} {p}", e.device),
+        (None, Some(p)) => format!("{} {p}", e.device),
+        _ => e.device.clone(),
+    };
+    match &e.kind {
+        EventKind::Listening { service, port } => {
+            let _ = writeln!(out, "{t} {who} listening: {service} on port {port}");
+        }
+        EventKind::Connected => {
+            let _ = writeln!(out, "{t} {who} connected");
+        }
+        EventKind::Closed { reason } => {
+            let _ = writeln!(out, "{t} {who} closed: {reason}");
+        }
+        EventKind::Request {
+            method,
+            uri,
+            protocol,
+            headers,
+            body,
+            content_type,
+            ..
+        } => {
+            let _ = writeln!(out, "{t} {who} → {method} {uri} {protocol}");
+            render_headers(out, headers);
+            render_body(out, body, content_type.as_deref());
+        }
+        EventKind::Response {
+            status,
+            reason,
+            headers,
+            body,
+            content_type,
+            ..
+        } => {
+            let _ = writeln!(out, "{t} {who} ← {status} {reason}");
+            render_headers(out, headers);
+            render_body(out, body, content_type.as_deref());
+        }
+        EventKind::Fault {
+            request,
+            fault,
+            action,
+        } => {
+            let on = request
+                .map(|r| format!(" on request {r}"))
+                .unwrap_or_default();
+            let _ = writeln!(out, "{t} {who} !! FAULT faults[{fault}] {action}{on}");
+        }
+        EventKind::Warning { message } => {
+            let _ = writeln!(out, "{t} {who} !! WARNING {message}");
+        }
+        EventKind::Note { message } => {
+            let _ = writeln!(out, "{t} {who} -- {message}");
+        }
+    }
+}
+
+fn render_headers(out: &mut String, headers: &[(String, String)]) {
+    for (n, v) in headers {
+        let _ = writeln!(out, "        {n}: {v}");
+    }
+}
+
+/// A body summary by content type: binary plist → XML-like tree, DMAP → tag tree, text → text,
+/// else hex.
+pub fn render_body(out: &mut String, body: &[u8], content_type: Option<&str>) {
+    if body.is_empty() {
+        return;
+    }
+    let ct = content_type.unwrap_or("").to_ascii_lowercase();
+    let text = if body.starts_with(b"bplist00") || ct.contains("apple-binary-plist") {
+        match plist::Value::from_reader(std::io::Cursor::new(body)) {
+            Ok(v) => {
+                let mut xml = Vec::new();
+                match v.to_writer_xml(&mut xml) {
+                    Ok(()) => format!(
+                        "(binary plist, {} bytes)\n{}",
+                        body.len(),
+                        String::from_utf8_lossy(&xml)
+                    ),
+                    Err(_) => format!("(binary plist) {v:?}"),
+                }
+            }
+            Err(e) => format!("(undecodable plist: {e})\n{}", hex(body)),
+        }
+    } else if ct.contains("dmap") {
+        match dmap::decode(body) {
+            Ok(items) => format!("(DMAP, {} bytes)\n{}", body.len(), dmap::render(&items)),
+            Err(e) => format!("(undecodable DMAP: {e})\n{}", hex(body)),
+        }
+    } else if (ct.starts_with("text/")
+        || ct.contains("sdp")
+        || ct.contains("json")
+        || ct.is_empty())
+        && std::str::from_utf8(body).is_ok_and(|s| {
+            !s.chars()
+                .any(|c| c.is_control() && c != '\r' && c != '\n' && c != '\t')
+        })
+    {
+        String::from_utf8_lossy(body).into_owned()
+    } else {
+        format!(
+            "({} bytes, {})\n{}",
+            body.len(),
+            if ct.is_empty() {
+                "no content type"
+            } else {
+                &ct
+            },
+            hex(body)
+        )
+    };
+    for line in text.lines() {
+        let _ = writeln!(out, "        | {line}");
+    }
+}
+
+/// Hex of the first 256 bytes, 32 a line.
+fn hex(bytes: &[u8]) -> String {
+    let mut s = String::new();
+    for chunk in bytes[..bytes.len().min(256)].chunks(32) {
+        for b in chunk {
+            let _ = write!(s, "{b:02x}");
+        }
+        s.push('\n');
+    }
+    if bytes.len() > 256 {
+        let _ = write!(s, "… {} more bytes", bytes.len() - 256);
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plist_dmap_and_binary_bodies_are_summarised() {
+        let mut dict = plist::Dictionary::new();
+        dict.insert("initialVolume".into(), plist::Value::Real(-20.0));
+        let mut bplist = Vec::new();
+        plist::Value::Dictionary(dict)
+            .to_writer_binary(&mut bplist)
+            .unwrap();
+        let mut out = String::new();
+        render_body(&mut out, &bplist, Some("application/x-apple-binary-plist"));
+        assert!(out.contains("<key>initialVolume</key>"), "{out}");
+
+        let mut out = String::new();
+        render_body(
+            &mut out,
+            b"mlit\0\0\0\x0dminm\0\0\0\x05hello",
+            Some("application/x-dmap-tagged"),
+        );
+        assert!(out.contains("minm: \"hello\""), "{out}");
+
+        let mut out = String::new();
+        render_body(
+            &mut out,
+            &[0x46, 0x50, 0x4c, 0x59, 0, 1],
+            Some("application/octet-stream"),
+        );
+        assert!(out.contains("46504c590001"), "{out}");
+    }
+}

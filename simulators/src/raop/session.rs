@@ -1,0 +1,531 @@
+//! The RAOP receiver's RTSP state machine (AirTunes v2, as an AirPort Express answers it).
+//!
+//! A sender's session: OPTIONS (optionally with `Apple-Challenge`) → ANNOUNCE (SDP with codec and,
+//! when encrypted, `rsaaeskey`/`aesiv`) → SETUP (Transport: the receiver opens its audio, control
+//! and timing UDP ports) → RECORD → audio over RTP → FLUSH / SET_PARAMETER … → TEARDOWN.
+//! pyatv also sends `GET /info`, `POST /auth-setup` and `POST /feedback` on the same connection
+//! (../shared/peers.md). A request out of order gets 455 (RFC 2326 §11.3.6), an unknown method 501.
+
+use std::sync::{Arc, Mutex};
+
+use rsa::RsaPrivateKey;
+
+use super::audio::{AesParams, AudioFormat, AudioReceiver};
+use super::challenge::{self, decode_b64};
+use super::keys;
+use super::state::{RaopState, SessionRecord};
+use crate::service::{ConnInfo, Context, Outcome, Service, UdpRequest};
+use crate::wire::sdp::{self, Announce};
+use crate::wire::transport::Transport;
+use crate::wire::{dmap, Request, Response};
+
+/// How a RAOP receiver presents itself and what it allows.
+#[derive(Clone)]
+pub struct RaopConfig {
+    /// Device name (the part after `@` of the `_raop._tcp` instance name).
+    pub name: String,
+    /// The 6-byte id signed into `Apple-Response`: the hex prefix of the `_raop._tcp` instance
+    /// name, usually the MAC address (protocol-notes.md).
+    pub hw_addr: [u8; 6],
+    pub key: Arc<RsaPrivateKey>,
+    /// `Server: AirTunes/<version>` (seeds/airplay-info-fp-setup.txt uses 220.68).
+    pub source_version: String,
+    /// `Audio-Jack-Status` value; an AirPort Express reports an analog jack.
+    pub audio_jack: String,
+    /// `Audio-Latency` answered on RECORD, in samples.
+    pub audio_latency: u32,
+    /// Sessions allowed at once; an ANNOUNCE beyond that gets 453.
+    pub max_sessions: usize,
+    /// Fixed `Session` value; when absent each connection gets one derived from `seed`.
+    pub session_id: Option<String>,
+    /// Model reported by `/info` (pyatv's `am` property, e.g. `AirPort10,115`).
+    pub model: String,
+    pub seed: u64,
+    /// Keys a `sign_with` fault may name, loaded once when the device starts.
+    pub extra_keys: Vec<(String, Arc<RsaPrivateKey>)>,
+}
+
+impl RaopConfig {
+    /// The built-in AirPort Express: well-known key, MAC 00:11:24:00:44:91 (the receiver of
+    /// seeds/airport-express-rsa-auth.txt).
+    pub fn airport_express(name: &str) -> Self {
+        RaopConfig {
+            name: name.to_string(),
+            hw_addr: [0x00, 0x11, 0x24, 0x00, 0x44, 0x91],
+            key: Arc::new(keys::airport_express()),
+            source_version: "220.68".into(),
+            audio_jack: "connected; type=analog".into(),
+            audio_latency: 11025,
+            max_sessions: 1,
+            session_id: None,
+            model: "AirPort10,115".into(),
+            seed: 0,
+            extra_keys: Vec::new(),
+        }
+    }
+
+    /// `00:11:24:00:44:91`.
+    pub fn mac_string(&self) -> String {
+        self.hw_addr
+            .iter()
+            .map(|b| format!("{b:02X}"))
+            .collect::<Vec<_>>()
+            .join(":")
+    }
+}
+
+/// Where a connection's session stands (RFC 2326 Appendix A, recorder side).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Nothing announced yet.
+    Init,
+    /// ANNOUNCE accepted.
+    Announced,
+    /// SETUP done, ports open.
+    Ready,
+    /// RECORD received; audio flows.
+    Recording,
+}
+
+/// Per-connection state.
+pub struct RaopConn {
+    pub phase: Phase,
+    session: String,
+    announce: Option<Announce>,
+    aes: Option<AesParams>,
+    counts_as_active: bool,
+    receiver: Option<Arc<AudioReceiver>>,
+}
+
+/// The RAOP receiver core. Shared by every connection of one device.
+pub struct RaopService {
+    pub config: RaopConfig,
+    pub state: Arc<Mutex<RaopState>>,
+}
+
+/// Methods a RAOP receiver answers (the `Public` header of OPTIONS).
+pub const PUBLIC: &str =
+    "ANNOUNCE, SETUP, RECORD, PAUSE, FLUSH, TEARDOWN, OPTIONS, GET_PARAMETER, SET_PARAMETER, POST, GET";
+
+impl RaopService {
+    pub fn new(config: RaopConfig) -> Self {
+        RaopService {
+            config,
+            state: Arc::new(Mutex::new(RaopState::default())),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, RaopState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn respond(&self, conn: &RaopConn, req: &Request, status: u16, cx: &Context<'_>) -> Response {
+        let mut r = Response::new(req.protocol, status);
+        self.decorate(conn, Some(req), &mut r, cx);
+        r
+    }
+
+    fn refuse(
+        &self,
+        conn: &RaopConn,
+        req: &Request,
+        status: u16,
+        why: &str,
+        cx: &mut Context<'_>,
+    ) -> Outcome {
+        cx.warn(format!("{} {}: {status} {why}", req.method, req.path()));
+        Outcome::Respond(self.respond(conn, req, status, cx).with_reason_text(why))
+    }
+
+    /// Answers `Apple-Challenge` when the request carries one (OPTIONS or ANNOUNCE).
+    fn answer_challenge(&self, req: &Request, resp: &mut Response, cx: &mut Context<'_>) {
+        let Some(challenge) = req.headers.get("Apple-Challenge") else {
+            return;
+        };
+        let key = match &cx.params.sign_with {
+            Some(name) => match self.config.extra_keys.iter().find(|(n, _)| n == name) {
+                Some((_, k)) => k.clone(),
+                None => {
+                    cx.warn(format!(
+                        "sign_with key {name:?} was not loaded; using own key"
+                    ));
+                    self.config.key.clone()
+                }
+            },
+            None => self.config.key.clone(),
+        };
+        match challenge::apple_response(&key, challenge, cx.conn.local.ip(), &self.config.hw_addr) {
+            Ok(answer) => resp.headers.set("Apple-Response", answer),
+            Err(e) => cx.warn(format!("Apple-Challenge not answered: {e}")),
+        }
+    }
+
+    fn announce(&self, conn: &mut RaopConn, req: &Request, cx: &mut Context<'_>) -> Outcome {
+        if conn.phase != Phase::Init {
+            return self.refuse(
+                conn,
+                req,
+                455,
+                "ANNOUNCE after ANNOUNCE; send TEARDOWN first",
+                cx,
+            );
+        }
+        let announce = match sdp::parse_announce(&req.body) {
+            Ok(a) => a,
+            Err(e) => return self.refuse(conn, req, 400, &format!("bad SDP: {e}"), cx),
+        };
+        let aes = match (&announce.rsaaeskey, &announce.aesiv) {
+            (None, None) => None,
+            (Some(k), Some(iv)) => {
+                let key = match challenge::decrypt_aes_key(&self.config.key, k) {
+                    Ok(key) => key,
+                    Err(e) => return self.refuse(conn, req, 456, &format!("rsaaeskey: {e}"), cx),
+                };
+                let iv: [u8; 16] = match decode_b64(iv).ok().and_then(|v| v.try_into().ok()) {
+                    Some(iv) => iv,
+                    None => {
+                        return self.refuse(conn, req, 456, "aesiv must decode to 16 bytes", cx)
+                    }
+                };
+                Some(AesParams { key, iv })
+            }
+            _ => {
+                return self.refuse(
+                    conn,
+                    req,
+                    456,
+                    "rsaaeskey and aesiv must come as a pair",
+                    cx,
+                )
+            }
+        };
+        {
+            let mut st = self.lock();
+            if st.active_sessions >= self.config.max_sessions {
+                drop(st);
+                return self.refuse(conn, req, 453, "busy: another sender is streaming", cx);
+            }
+            st.active_sessions += 1;
+            st.sessions_total += 1;
+        }
+        conn.counts_as_active = true;
+        cx.info(format!(
+            "announced {} ({}), {}",
+            announce.rtpmap,
+            announce
+                .fmtp
+                .iter()
+                .map(|n| n.to_string())
+                .collect::<Vec<_>>()
+                .join(" "),
+            if aes.is_some() {
+                "AES encrypted"
+            } else {
+                "clear"
+            }
+        ));
+        conn.announce = Some(announce);
+        conn.aes = aes;
+        conn.phase = Phase::Announced;
+        let mut r = self.respond(conn, req, 200, cx);
+        self.answer_challenge(req, &mut r, cx);
+        Outcome::Respond(r)
+    }
+
+    fn setup(&self, conn: &mut RaopConn, req: &Request, cx: &mut Context<'_>) -> Outcome {
+        if conn.phase != Phase::Announced {
+            return self.refuse(conn, req, 455, "SETUP needs an ANNOUNCE first", cx);
+        }
+        let Some(transport) = req.headers.get("Transport").and_then(Transport::parse) else {
+            return self.refuse(conn, req, 400, "SETUP without a valid Transport header", cx);
+        };
+        if transport.is_tcp() {
+            return self.refuse(conn, req, 461, "only RTP over UDP is supported", cx);
+        }
+        let announce = conn.announce.as_ref().expect("announced");
+        let receiver = Arc::new(AudioReceiver::new(
+            AudioFormat::from_announce(announce),
+            conn.aes.clone(),
+        ));
+        {
+            let mut st = self.lock();
+            st.sessions.push(SessionRecord {
+                connection: cx.conn.index,
+                peer: cx.conn.peer,
+                rtpmap: announce.rtpmap.clone(),
+                encrypted: conn.aes.is_some(),
+                dacp_id: req.headers.get("DACP-ID").map(str::to_string),
+                active_remote: req.headers.get("Active-Remote").map(str::to_string),
+                user_agent: req.headers.get("User-Agent").map(str::to_string),
+                receiver: receiver.clone(),
+            });
+        }
+        conn.receiver = Some(receiver.clone());
+        Outcome::OpenUdp(vec![
+            UdpRequest {
+                name: "server",
+                handler: receiver.server_port(),
+                lossy: true,
+            },
+            UdpRequest {
+                name: "control",
+                handler: receiver.control_port(),
+                lossy: false,
+            },
+            UdpRequest {
+                name: "timing",
+                handler: receiver.timing_port(),
+                lossy: false,
+            },
+        ])
+    }
+
+    fn set_parameter(&self, conn: &RaopConn, req: &Request, cx: &mut Context<'_>) -> Outcome {
+        let ctype = req
+            .headers
+            .get("Content-Type")
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        let mut st = self.lock();
+        if ctype.starts_with("text/parameters") {
+            let text = String::from_utf8_lossy(&req.body);
+            for line in text.lines() {
+                let Some((k, v)) = line.split_once(':') else {
+                    continue;
+                };
+                match k.trim() {
+                    "volume" => match v.trim().parse::<f64>() {
+                        Ok(db) => st.volume = Some(db),
+                        Err(_) => cx.warn(format!("volume {v:?} is not a number")),
+                    },
+                    "progress" => st.progress = Some(v.trim().to_string()),
+                    other => cx.warn(format!("unknown parameter {other:?}")),
+                }
+            }
+        } else if ctype.starts_with("application/x-dmap-tagged") {
+            match dmap::decode(&req.body) {
+                Ok(items) => st.metadata = dmap::strings(&items),
+                Err(e) => cx.warn(format!("metadata: {e}")),
+            }
+        } else if ctype.starts_with("image/") {
+            st.artwork = Some((ctype.clone(), req.body.len()));
+        } else {
+            cx.warn(format!("SET_PARAMETER with content type {ctype:?}"));
+        }
+        drop(st);
+        Outcome::Respond(self.respond(conn, req, 200, cx))
+    }
+
+    fn get_parameter(&self, conn: &RaopConn, req: &Request, cx: &mut Context<'_>) -> Outcome {
+        let asked = String::from_utf8_lossy(&req.body);
+        let volume = self.lock().volume.unwrap_or(-20.0);
+        let mut body = String::new();
+        for name in asked.lines().map(str::trim).filter(|l| !l.is_empty()) {
+            if name == "volume" {
+                body.push_str(&format!("volume: {volume:.6}\r\n"));
+            }
+        }
+        let r = self
+            .respond(conn, req, 200, cx)
+            .with_body("text/parameters", body.into_bytes());
+        Outcome::Respond(r)
+    }
+
+    /// `GET /info` as pyatv sends it before streaming: a binary plist. pyatv reads only
+    /// `initialVolume`, a float of which makes it skip its volume SET_PARAMETER (peers.md).
+    fn info(&self, conn: &RaopConn, req: &Request, cx: &mut Context<'_>) -> Outcome {
+        let mut dict = plist::Dictionary::new();
+        dict.insert("name".into(), self.config.name.clone().into());
+        dict.insert("model".into(), self.config.model.clone().into());
+        dict.insert("macAddress".into(), self.config.mac_string().into());
+        dict.insert("deviceID".into(), self.config.mac_string().into());
+        dict.insert(
+            "sourceVersion".into(),
+            self.config.source_version.clone().into(),
+        );
+        dict.insert("statusFlags".into(), plist::Value::Integer(4.into()));
+        dict.insert("initialVolume".into(), plist::Value::Real(-20.0));
+        let mut body = Vec::new();
+        if let Err(e) = plist::Value::Dictionary(dict).to_writer_binary(&mut body) {
+            return self.refuse(conn, req, 500, &format!("plist: {e}"), cx);
+        }
+        Outcome::Respond(
+            self.respond(conn, req, 200, cx)
+                .with_body("application/x-apple-binary-plist", body),
+        )
+    }
+
+    fn release(&self, conn: &mut RaopConn) {
+        if conn.counts_as_active {
+            conn.counts_as_active = false;
+            let mut st = self.lock();
+            st.active_sessions = st.active_sessions.saturating_sub(1);
+        }
+        conn.phase = Phase::Init;
+        conn.announce = None;
+        conn.aes = None;
+        conn.receiver = None;
+    }
+}
+
+/// A decimal session id: pyatv parses `Session` as an integer (peers.md).
+fn session_for(seed: u64, conn: u64) -> String {
+    let mut x = seed ^ conn.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xA17_7_u64;
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x ^= x >> 33;
+    format!("{}", 10_000_000 + x % 89_999_999)
+}
+
+impl Service for RaopService {
+    type Conn = RaopConn;
+
+    fn open(&self, conn: &ConnInfo) -> RaopConn {
+        RaopConn {
+            phase: Phase::Init,
+            session: self
+                .config
+                .session_id
+                .clone()
+                .unwrap_or_else(|| session_for(self.config.seed, conn.index)),
+            announce: None,
+            aes: None,
+            counts_as_active: false,
+            receiver: None,
+        }
+    }
+
+    fn handle(&self, conn: &mut RaopConn, req: &Request, cx: &mut Context<'_>) -> Outcome {
+        match (req.method.as_str(), req.path()) {
+            ("OPTIONS", _) => {
+                let mut r = self.respond(conn, req, 200, cx);
+                r.headers.set("Public", PUBLIC);
+                self.answer_challenge(req, &mut r, cx);
+                Outcome::Respond(r)
+            }
+            ("ANNOUNCE", _) => self.announce(conn, req, cx),
+            ("SETUP", _) => self.setup(conn, req, cx),
+            ("RECORD", _) => {
+                if !matches!(conn.phase, Phase::Ready | Phase::Recording) {
+                    return self.refuse(conn, req, 455, "RECORD needs SETUP first", cx);
+                }
+                if !req.headers.contains("DACP-ID") {
+                    cx.info("RECORD without DACP-ID: no remote control for this session");
+                }
+                conn.phase = Phase::Recording;
+                let mut r = self.respond(conn, req, 200, cx);
+                r.headers
+                    .set("Audio-Latency", self.config.audio_latency.to_string());
+                Outcome::Respond(r)
+            }
+            ("FLUSH", _) | ("PAUSE", _) => {
+                if !matches!(conn.phase, Phase::Ready | Phase::Recording) {
+                    return self.refuse(conn, req, 455, "FLUSH needs SETUP first", cx);
+                }
+                Outcome::Respond(self.respond(conn, req, 200, cx))
+            }
+            ("SET_PARAMETER", _) => self.set_parameter(conn, req, cx),
+            ("GET_PARAMETER", _) => self.get_parameter(conn, req, cx),
+            ("TEARDOWN", _) => {
+                self.release(conn);
+                let mut r = self.respond(conn, req, 200, cx);
+                r.headers.set("Connection", "close");
+                Outcome::Respond(r)
+            }
+            ("GET", "/info") => self.info(conn, req, cx),
+            // pyatv: 0x01 + 32-byte public key when `et` holds 4 and `am` starts "AirPort"; it does
+            // not check the answer (peers.md). A real device answers its own 32-byte key and a
+            // certificate; 32 seeded bytes stand in for them.
+            ("POST", "/auth-setup") => {
+                let body: Vec<u8> = (0..32u64)
+                    .map(|i| (session_for(self.config.seed, i).as_bytes()[3]) ^ i as u8)
+                    .collect();
+                Outcome::Respond(
+                    self.respond(conn, req, 200, cx)
+                        .with_body("application/octet-stream", body),
+                )
+            }
+            ("POST", "/feedback") => Outcome::Respond(self.respond(conn, req, 200, cx)),
+            ("GET" | "POST", path) => {
+                let path = path.to_string();
+                self.refuse(conn, req, 404, &format!("no resource {path}"), cx)
+            }
+            (method, _) => {
+                let method = method.to_string();
+                self.refuse(
+                    conn,
+                    req,
+                    501,
+                    &format!("method {method} not implemented"),
+                    cx,
+                )
+            }
+        }
+    }
+
+    fn complete(
+        &self,
+        conn: &mut RaopConn,
+        req: &Request,
+        ports: &[u16],
+        cx: &mut Context<'_>,
+    ) -> Response {
+        let [server, control, timing] = ports else {
+            return self
+                .respond(conn, req, 500, cx)
+                .with_reason_text("could not open audio ports");
+        };
+        if ports.contains(&0) {
+            return self
+                .respond(conn, req, 500, cx)
+                .with_reason_text("could not open audio ports");
+        }
+        let mut answer = Transport {
+            profile: "RTP/AVP/UDP".into(),
+            params: vec![
+                ("unicast".into(), None),
+                ("mode".into(), Some("record".into())),
+            ],
+        };
+        answer.set("server_port", server);
+        answer.set("control_port", control);
+        answer.set("timing_port", timing);
+        conn.phase = Phase::Ready;
+        cx.info(format!(
+            "audio on udp {server}, control {control}, timing {timing}"
+        ));
+        let mut r = self.respond(conn, req, 200, cx);
+        r.headers.set("Transport", answer.to_string());
+        r
+    }
+
+    /// The headers every RTSP response carries (seeds/airplay-info-fp-setup.txt): `CSeq` echoed,
+    /// `Date`, `Server: AirTunes/<version>`, `Session` (one value for the connection's life), and
+    /// `Audio-Jack-Status` except on RECORD and SET_PARAMETER.
+    fn decorate(
+        &self,
+        conn: &RaopConn,
+        req: Option<&Request>,
+        resp: &mut Response,
+        cx: &Context<'_>,
+    ) {
+        if let Some(cseq) = req.and_then(|r| r.cseq()) {
+            resp.headers.set("CSeq", cseq);
+        }
+        resp.headers.set("Date", httpdate::fmt_http_date(cx.now));
+        resp.headers
+            .set("Server", format!("AirTunes/{}", self.config.source_version));
+        resp.headers.set("Session", conn.session.clone());
+        let method = req.map(|r| r.method.as_str()).unwrap_or("");
+        if method != "RECORD" && method != "SET_PARAMETER" {
+            resp.headers
+                .set("Audio-Jack-Status", self.config.audio_jack.clone());
+        } else {
+            resp.headers.remove("Audio-Jack-Status");
+        }
+    }
+
+    fn close(&self, mut conn: RaopConn) {
+        self.release(&mut conn);
+    }
+}
