@@ -12,7 +12,7 @@ use tokio::sync::watch;
 
 use crate::devices::{self, Device, ReadyDevice, RunContext};
 use crate::report::transcript;
-use crate::scenario::{DeviceKind, DeviceSpec, Identity, Loaded};
+use crate::scenario::{DeviceKind, DeviceSpec, Identity, Loaded, Scenario};
 
 /// What `serve` starts.
 pub enum What {
@@ -64,29 +64,34 @@ pub async fn serve(
     out: Option<PathBuf>,
     seed: Option<u64>,
 ) -> Result<()> {
-    let (specs, plan_faults, scenario_seed, base_dir, loaded) = match what {
-        What::Scenario(l) => (
-            l.scenario.devices.clone(),
-            l.scenario.faults.clone(),
-            l.scenario.seed,
-            l.dir(),
-            Some(l),
-        ),
-        What::Device { kind, name, port } => (
-            vec![DeviceSpec {
-                kind,
-                name,
-                port,
-                identity: Identity::default(),
-                max_sessions: None,
-                idle_timeout: None,
-            }],
-            Vec::new(),
-            0,
-            PathBuf::from("."),
-            None,
-        ),
+    let loaded = match what {
+        What::Scenario(l) => l,
+        What::Device { kind, name, port } => Loaded {
+            file: PathBuf::from("."),
+            scenario: Scenario {
+                name: format!("serve-{name}"),
+                description: format!("one {} from the command line", kind.as_str()),
+                seed: 0,
+                devices: vec![DeviceSpec {
+                    kind,
+                    name,
+                    port,
+                    identity: Identity::default(),
+                    max_sessions: None,
+                    idle_timeout: None,
+                }],
+                clients: Vec::new(),
+                faults: Vec::new(),
+                expect: Vec::new(),
+            },
+        },
     };
+    let (specs, plan_faults, scenario_seed, base_dir) = (
+        loaded.scenario.devices.clone(),
+        loaded.scenario.faults.clone(),
+        loaded.scenario.seed,
+        loaded.dir(),
+    );
     let seed = seed.unwrap_or(scenario_seed);
     let recorder = Recorder::shared();
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -118,7 +123,7 @@ pub async fn serve(
     eprintln!("airtwin: shutting down");
     let _ = stop_tx.send(true);
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    if let (Some(out), Some(loaded)) = (out, loaded) {
+    if let Some(out) = out {
         let result = crate::engine::ScenarioResult {
             name: loaded.scenario.name.clone(),
             file: loaded.file.clone(),

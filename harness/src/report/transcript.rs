@@ -77,6 +77,35 @@ pub fn write_all(
             format!("{}{}", o.stdout, o.stderr),
         )?;
     }
+    for d in devices {
+        let Core::Raop(service) = &d.core;
+        let state = service
+            .state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        for (i, s) in state.sessions.iter().enumerate() {
+            let st = s.receiver.stats();
+            let _ = writeln!(
+                text,
+                "\n== audio {} session {i} (connection {}, {}, {}): {} packets, {} frames, {} missing, {} duplicates, {} decode errors, {} sync, {} timing requests",
+                d.name,
+                s.connection,
+                st.codec,
+                if s.encrypted { "AES" } else { "clear" },
+                st.packets,
+                st.frames,
+                st.missing,
+                st.duplicates,
+                st.decode_errors,
+                st.sync_packets,
+                st.timing_requests
+            );
+            if let Some(e) = &st.last_error {
+                let _ = writeln!(text, "   last error: {e}");
+            }
+        }
+    }
     for f in &result.failures {
         let _ = writeln!(
             text,
