@@ -297,15 +297,20 @@ pub fn locate(text: &str, path: &str) -> (usize, usize) {
     let mut end = lines.len();
     let mut indent: isize = -1; // indentation of the parent's keys
     for seg in segments {
+        let seg_is_index = matches!(seg, Seg::Index(_));
         let found = match seg {
             Seg::Key(key) => find_key(&lines, start, end, indent, &key),
             Seg::Index(n) => find_item(&lines, start, end, indent, n),
         };
         let Some((line, col)) = found else { break };
         best = (line + 1, col + 1);
-        // The node's block: lines after it that are indented more than its key.
+        // The node's block: the lines after it indented more than its key, or for a list item
+        // more than its dash (its keys sit at the dash's column + 2).
         start = line;
-        indent = col as isize;
+        indent = match seg_is_index {
+            true => col as isize - 2,
+            false => col as isize,
+        };
         end = lines.len();
         for (j, l) in lines.iter().enumerate().skip(line + 1) {
             if l.trim().is_empty() || l.trim_start().starts_with('#') {
@@ -313,7 +318,9 @@ pub fn locate(text: &str, path: &str) -> (usize, usize) {
             }
             let ind = (l.len() - l.trim_start().len()) as isize;
             // YAML lets a list sit at its key's own indentation (`key:\n- item`).
-            if ind < indent || (ind == indent && !l.trim_start().starts_with("- ")) {
+            if ind < indent
+                || (ind == indent && (seg_is_index || !l.trim_start().starts_with("- ")))
+            {
                 end = j;
                 break;
             }
@@ -484,7 +491,7 @@ mod tests {
             e.message.contains("sign_with") && e.message.contains("lose_packets"),
             "{e}"
         );
-        assert_eq!(e.line, 16, "{e}");
+        assert_eq!(e.line, 15, "{e}");
     }
 
     #[test]

@@ -240,7 +240,8 @@ impl Decoder {
             DecoderKind::Undecodable(why) => Err(AudioError::Undecodable(why.clone())),
             DecoderKind::L16 { channels } => {
                 let frame_bytes = 2 * *channels;
-                if payload.len() % frame_bytes != 0 {
+                // (Not `is_multiple_of`: the workspace's rust-version is 1.80.)
+                if !payload.chunks_exact(frame_bytes).remainder().is_empty() {
                     return Err(AudioError::L16Length {
                         len: payload.len(),
                         frame_bytes,
@@ -1019,6 +1020,34 @@ mod tests {
         assert_eq!(stats.frames, 704);
     }
 
+    /// A FIL element whose 4-bit count is 15 followed by an 8-bit count of 0: the `alac` crate
+    /// computes `0usize - 1` (a panic with overflow checks). The receiver reports a decode error
+    /// and goes on.
+    #[test]
+    fn alac_input_that_panics_the_decoder_is_a_decode_error() {
+        let receiver = AudioReceiver::new(AudioFormat::alac(44_100, 2, 352), None);
+        let evil = rtp::encode(&RtpHeader::audio(true, 1, 0, 1), &[0xDE, 0x00, 0x00, 0x00]);
+        receiver.on_port_datagram(Port::Server, &evil, now());
+        let good = {
+            let mut p = AlacPacketizer::new(2, 44_100, 352).unwrap();
+            let mut s = RtpSender::new(2, 352, 1, None);
+            s.next_packet(&p.packets(&signal(352, 2))[0], 352)
+        };
+        receiver.on_port_datagram(Port::Server, &good, now());
+        let stats = receiver.stats();
+        assert_eq!(
+            (stats.packets, stats.decode_errors, stats.frames),
+            (2, 1, 352)
+        );
+        if cfg!(debug_assertions) {
+            assert_eq!(
+                stats.last_error.as_deref(),
+                Some("ALAC decoder panicked on this packet (corrupt data)")
+            );
+        }
+        assert!(receiver.pcm() == signal(352, 2));
+    }
+
     #[test]
     fn other_codecs_are_counted_not_decoded() {
         let mut format = AudioFormat::l16(44_100, 2, 352);
@@ -1100,6 +1129,33 @@ mod tests {
                 prop_assert!(stats.packets >= stats.duplicates);
                 let _ = receiver.pcm();
             }
+        }
+
+        /// Real ALAC packets with bytes changed and cut: garbage that gets past the first checks
+        /// of the decoder, down to the paths where the `alac` crate asserts.
+        #[test]
+        fn mutated_alac_packets_never_panic(
+            channels in 1u16..=2,
+            edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..12),
+            cut in any::<prop::sample::Index>(),
+            loud: bool,
+        ) {
+            let pcm = if loud { signal(352, usize::from(channels)) } else { vec![3; 352 * usize::from(channels)] };
+            let mut p = AlacPacketizer::new(channels, 44_100, 352).unwrap();
+            let mut payload = p.packets(&pcm).remove(0);
+            for (at, byte) in &edits {
+                let i = at.index(payload.len());
+                payload[i] ^= byte;
+            }
+            payload.truncate(cut.index(payload.len() + 1));
+            let receiver = AudioReceiver::new(AudioFormat::alac(44_100, channels, 352), None);
+            let packet = rtp::encode(&RtpHeader::audio(true, 1, 0, 1), &payload);
+            receiver.on_port_datagram(Port::Server, &packet, now());
+            let stats = receiver.stats();
+            prop_assert_eq!(stats.packets, 1);
+            prop_assert!(stats.frames <= 352);
+            prop_assert!(stats.decode_errors <= 1);
+            prop_assert_eq!(stats.decode_errors == 1, stats.last_error.is_some());
         }
 
         /// Valid RTP headers with arbitrary payloads, so the decoders see garbage.

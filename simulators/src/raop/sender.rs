@@ -5,7 +5,10 @@
 //! Last packet: when the PCM does not fill a whole number of packets, the last packet is encoded
 //! short (an ALAC "partial frame" that carries its own frame count), not padded with silence, so
 //! the receiver's captured PCM is exactly the source. Its RTP timestamp advances by the frames it
-//! really holds (the caller passes them to [`RtpSender::next_packet`]).
+//! really holds (the caller passes them to [`RtpSender::next_packet`]). A short packet that is
+//! nearly full in a layout other than stereo is written uncompressed by this module (see
+//! `encode_frames`); the `alac` 0.5 decoder misreads some short packets of 3+ channels (see the
+//! test `multichannel_short_packet_decoder_limitation`), mono and stereo are exact.
 
 use alac_encoder::{AlacEncoder, FormatDescription};
 use thiserror::Error;
@@ -91,6 +94,9 @@ impl AlacPacketizer {
             frames_per_packet,
             pending: Vec::new(),
             input_bytes: vec![0; samples * 2 + 1],
+            // The encoder writes a compressed attempt before it falls back to an uncompressed
+            // frame, and writes 4 bytes at a time: room for 5 bytes a sample plus headers keeps
+            // both inside the buffer (its own checks cover only the final frame size).
             output: vec![
                 0;
                 output_format.max_packet_size()
@@ -134,12 +140,22 @@ impl AlacPacketizer {
     pub fn encode_frames(&mut self, pcm: &[i16]) -> Result<Vec<u8>, SenderError> {
         let channels = usize::from(self.channels);
         let max = self.frames_per_packet as usize * channels;
-        if pcm.len() % channels != 0 || pcm.len() > max {
+        if !pcm.chunks_exact(channels).remainder().is_empty() || pcm.len() > max {
             return Err(SenderError::PacketSize {
                 samples: pcm.len(),
                 channels: self.channels,
                 max_frames: self.frames_per_packet,
             });
+        }
+        let frames = pcm.len() / channels;
+        let full = frames == self.frames_per_packet as usize;
+        // `alac-encoder` sizes packets as if a short packet were never bigger than a full one,
+        // but a short one carries a 32-bit frame count per element: when it is nearly full and
+        // does not compress, the encoder's `debug_assert!(output_size <= minimum_buffer_size)`
+        // fires (never in stereo: one element, 32 bits saved per frame left out). Those packets
+        // are written uncompressed here instead; any ALAC decoder reads both forms.
+        if !full && self.channels != 2 && frames + 2 > self.frames_per_packet as usize {
+            return Ok(uncompressed_alac_packet(pcm, channels, false));
         }
         let offset = self.input_bytes.as_ptr() as usize % 2;
         let window = &mut self.input_bytes[offset..offset + pcm.len() * 2];
@@ -192,6 +208,91 @@ impl AlacPacketizer {
         let mut packets = self.push(pcm);
         packets.extend(self.finish());
         packets
+    }
+}
+
+/// The ALAC elements of a frame with `channels` channels: 1 for a single channel element (SCE),
+/// 2 for a channel pair (CPE). This is the channel map of Apple's ALAC encoder, which
+/// `alac-encoder` copies (`CHANNEL_MAPS`).
+fn alac_elements(channels: usize) -> &'static [usize] {
+    match channels {
+        1 => &[1],
+        2 => &[2],
+        3 => &[1, 2],
+        4 => &[1, 2, 1],
+        5 => &[1, 2, 2],
+        6 => &[1, 2, 2, 1],
+        7 => &[1, 2, 2, 1, 1],
+        _ => &[1, 2, 2, 2, 1],
+    }
+}
+
+/// An uncompressed ("escape") 16-bit ALAC packet: per element a 3-bit type, 4-bit instance tag,
+/// 12 zero bits, the partial-frame flag, 2 bits of shift (0), the uncompressed flag (1), a 32-bit
+/// frame count when partial, then the samples of the element's channels frame by frame; a 3-bit
+/// end tag; zero bits to the byte. (The layout `alac-encoder` writes for incompressible frames and
+/// `alac` reads.) `pcm` holds whole frames, 1 to 8 channels.
+fn uncompressed_alac_packet(pcm: &[i16], channels: usize, full: bool) -> Vec<u8> {
+    const ID_SCE: u32 = 0;
+    const ID_CPE: u32 = 1;
+    const ID_END: u32 = 7;
+    let frames = pcm.len() / channels;
+    let mut w = BitWriter::default();
+    let (mut mono_tag, mut pair_tag, mut first_channel) = (0u32, 0u32, 0usize);
+    for &element_channels in alac_elements(channels) {
+        if element_channels == 1 {
+            w.put(ID_SCE, 3);
+            w.put(mono_tag, 4);
+            mono_tag += 1;
+        } else {
+            w.put(ID_CPE, 3);
+            w.put(pair_tag, 4);
+            pair_tag += 1;
+        }
+        w.put(0, 12);
+        w.put(u32::from(!full), 1);
+        w.put(0, 2);
+        w.put(1, 1);
+        if !full {
+            w.put(frames as u32, 32);
+        }
+        for frame in pcm.chunks_exact(channels) {
+            for &sample in &frame[first_channel..first_channel + element_channels] {
+                w.put(u32::from(sample as u16), 16);
+            }
+        }
+        first_channel += element_channels;
+    }
+    w.put(ID_END, 3);
+    w.finish()
+}
+
+/// MSB-first bit writer.
+#[derive(Default)]
+struct BitWriter {
+    bytes: Vec<u8>,
+    acc: u64,
+    bits: u32,
+}
+
+impl BitWriter {
+    /// Appends the low `n` (1 to 32) bits of `value`.
+    fn put(&mut self, value: u32, n: u32) {
+        let mask = (1u64 << n) - 1;
+        self.acc = (self.acc << n) | (u64::from(value) & mask);
+        self.bits += n;
+        while self.bits >= 8 {
+            self.bits -= 8;
+            self.bytes.push((self.acc >> self.bits) as u8);
+        }
+        self.acc &= (1u64 << self.bits) - 1;
+    }
+
+    fn finish(mut self) -> Vec<u8> {
+        if self.bits > 0 {
+            self.bytes.push((self.acc << (8 - self.bits)) as u8);
+        }
+        self.bytes
     }
 }
 
@@ -454,27 +555,39 @@ mod tests {
     }
 
     #[test]
-    #[ignore]
-    fn scratch_find_min_fpp() {
-        for fpp in 9u32..400 {
-            for channels in 1u16..=8 {
-                for loud in [false, true] {
-                    for frames in [1usize, 2, 5, 8, 9, 10, 17, fpp as usize - 1, fpp as usize] {
-                        if frames > fpp as usize {
-                            continue;
-                        }
-                        let pcm = noise(
-                            frames * usize::from(channels),
-                            fpp as u64 * 31 + frames as u64,
-                            loud,
+    fn uncompressed_packets_match_the_encoder_and_decode() {
+        // Full packets of white noise do not compress, so alac-encoder writes them uncompressed:
+        // the same bytes as ours.
+        for channels in 1..=8usize {
+            let pcm = noise(352 * channels, channels as u64, true);
+            let mut p = AlacPacketizer::new(channels as u16, 44_100, 352).unwrap();
+            let theirs = p.encode_frames(&pcm).unwrap();
+            let ours = uncompressed_alac_packet(&pcm, channels, true);
+            assert_eq!(ours, theirs, "{channels} channels");
+            let format = AudioFormat::alac(44_100, channels as u16, 352);
+            // Partial packets decode to their samples (1 and 2 channels: see the multichannel
+            // limitation for the decoder below).
+            if channels <= 2 {
+                let short = uncompressed_alac_packet(&pcm[..100 * channels], channels, false);
+                assert!(Decoder::new(&format).decode(&short).unwrap() == pcm[..100 * channels]);
+            }
+        }
+    }
+
+    #[test]
+    fn nearly_full_short_packets_of_noise_encode_in_every_layout() {
+        for channels in 1..=8u16 {
+            for fpp in [9u32, 10, 64, 352] {
+                for frames in [fpp as usize - 2, fpp as usize - 1] {
+                    let pcm = noise(frames * usize::from(channels), u64::from(fpp), true);
+                    let mut p = AlacPacketizer::new(channels, 44_100, fpp).unwrap();
+                    let packet = p.encode_frames(&pcm).unwrap();
+                    if channels <= 2 {
+                        let format = AudioFormat::alac(44_100, channels, fpp);
+                        assert!(
+                            Decoder::new(&format).decode(&packet).unwrap() == pcm,
+                            "{channels} channels, {fpp} frames per packet, {frames} frames"
                         );
-                        let r = std::panic::catch_unwind(|| {
-                            let mut p = AlacPacketizer::new(channels, 44_100, fpp).unwrap();
-                            p.encode_frames(&pcm).unwrap()
-                        });
-                        if r.is_err() {
-                            println!("FAIL fpp={fpp} ch={channels} loud={loud} frames={frames}");
-                        }
                     }
                 }
             }

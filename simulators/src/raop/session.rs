@@ -529,3 +529,249 @@ impl Service for RaopService {
         self.release(&mut conn);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fault::CoreParams;
+    use crate::wire::Protocol;
+    use rstest::rstest;
+    use std::net::SocketAddr;
+    use std::time::{Duration, SystemTime};
+
+    const SDP_L16: &str = "v=0\r\no=x 1 0 IN IP4 127.0.0.1\r\ns=x\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 0 RTP/AVP 96\r\na=rtpmap:96 L16/44100/2\r\na=fmtp:96 352\r\n";
+
+    fn conn(index: u64) -> ConnInfo {
+        ConnInfo {
+            device: "apx".into(),
+            index,
+            peer: "127.0.0.1:40000".parse::<SocketAddr>().unwrap(),
+            local: "127.0.0.1:5000".parse::<SocketAddr>().unwrap(),
+        }
+    }
+
+    fn req(method: &str, uri: &str, cseq: u32) -> Request {
+        let mut r = Request::new(method, uri, Protocol::Rtsp10);
+        r.headers.set("CSeq", cseq.to_string());
+        r
+    }
+
+    /// Drives one request through the core the way the shell does (UDP ports faked as numbers).
+    fn drive(
+        svc: &RaopService,
+        c: &mut RaopConn,
+        info: &ConnInfo,
+        r: &Request,
+    ) -> (Response, Vec<crate::service::Note>) {
+        let params = CoreParams::default();
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let mut cx = Context::new(info, now, &params);
+        let resp = match svc.handle(c, r, &mut cx) {
+            Outcome::Respond(x) | Outcome::RespondAndClose(x) => x,
+            Outcome::OpenUdp(reqs) => {
+                assert_eq!(reqs.len(), 3);
+                svc.complete(c, r, &[6000, 6001, 6002], &mut cx)
+            }
+        };
+        (resp, cx.notes)
+    }
+
+    /// A session brought to the point where `method` is valid.
+    fn prepared(method: &str) -> (RaopService, RaopConn, ConnInfo, u32) {
+        let svc = RaopService::new(RaopConfig::airport_express("apx"));
+        let info = conn(0);
+        let mut c = svc.open(&info);
+        let mut cseq = 1;
+        let needs_announce = matches!(method, "SETUP" | "RECORD" | "FLUSH" | "TEARDOWN");
+        let needs_setup = matches!(method, "RECORD" | "FLUSH");
+        if needs_announce {
+            let mut a = req("ANNOUNCE", "rtsp://127.0.0.1/1", cseq);
+            a.headers.set("Content-Type", "application/sdp");
+            a.body = SDP_L16.as_bytes().to_vec();
+            assert_eq!(drive(&svc, &mut c, &info, &a).0.status, 200);
+            cseq += 1;
+        }
+        if needs_setup {
+            let mut s = req("SETUP", "rtsp://127.0.0.1/1", cseq);
+            s.headers.set(
+                "Transport",
+                "RTP/AVP/UDP;unicast;mode=record;control_port=1;timing_port=2",
+            );
+            assert_eq!(drive(&svc, &mut c, &info, &s).0.status, 200);
+            cseq += 1;
+        }
+        (svc, c, info, cseq)
+    }
+
+    /// seeds/airplay-info-fp-setup.txt: every response carries Date, Session (one value for the
+    /// connection), CSeq echoed, Server: AirTunes/<v>, and Audio-Jack-Status except to RECORD and
+    /// SET_PARAMETER.
+    #[rstest]
+    #[case::options("OPTIONS", "*", 200, true)]
+    #[case::announce("ANNOUNCE", "rtsp://127.0.0.1/1", 200, true)]
+    #[case::setup("SETUP", "rtsp://127.0.0.1/1", 200, true)]
+    #[case::record("RECORD", "rtsp://127.0.0.1/1", 200, false)]
+    #[case::flush("FLUSH", "rtsp://127.0.0.1/1", 200, true)]
+    #[case::set_parameter("SET_PARAMETER", "rtsp://127.0.0.1/1", 200, false)]
+    #[case::get_parameter("GET_PARAMETER", "rtsp://127.0.0.1/1", 200, true)]
+    #[case::teardown("TEARDOWN", "rtsp://127.0.0.1/1", 200, true)]
+    #[case::get_info("GET", "/info", 200, true)]
+    #[case::post_feedback("POST", "/feedback", 200, true)]
+    #[case::post_auth_setup("POST", "/auth-setup", 200, true)]
+    #[case::unknown_path("GET", "/nope", 404, true)]
+    #[case::unknown_method("PLAY_SOMETHING", "*", 501, true)]
+    fn every_response_follows_the_rtsp_rules(
+        #[case] method: &str,
+        #[case] uri: &str,
+        #[case] status: u16,
+        #[case] jack: bool,
+    ) {
+        let (svc, mut c, info, cseq) = prepared(method);
+        let mut r = req(method, uri, cseq + 40);
+        match method {
+            "ANNOUNCE" => {
+                r.headers.set("Content-Type", "application/sdp");
+                r.body = SDP_L16.as_bytes().to_vec();
+            }
+            "SETUP" => r.headers.set(
+                "Transport",
+                "RTP/AVP/UDP;unicast;mode=record;control_port=1;timing_port=2",
+            ),
+            "SET_PARAMETER" => {
+                r.headers.set("Content-Type", "text/parameters");
+                r.body = b"volume: -11.5\r\n".to_vec();
+            }
+            "GET_PARAMETER" => {
+                r.headers.set("Content-Type", "text/parameters");
+                r.body = b"volume\r\n".to_vec();
+            }
+            _ => {}
+        }
+        let (first, _) = drive(&svc, &mut c, &info, &req("OPTIONS", "*", 1));
+        let (resp, _) = drive(&svc, &mut c, &info, &r);
+        assert_eq!(
+            resp.status,
+            status,
+            "{method} {uri}: {:?}",
+            String::from_utf8_lossy(&resp.body)
+        );
+        assert_eq!(
+            resp.headers.get("CSeq"),
+            Some((cseq + 40).to_string().as_str())
+        );
+        assert_eq!(
+            resp.headers.get("Date"),
+            Some("Tue, 14 Nov 2023 22:13:20 GMT")
+        );
+        assert_eq!(resp.headers.get("Server"), Some("AirTunes/220.68"));
+        let session = resp.headers.get("Session").expect("Session");
+        assert_eq!(
+            Some(session),
+            first.headers.get("Session"),
+            "Session changed within a connection"
+        );
+        assert_eq!(
+            resp.headers.contains("Audio-Jack-Status"),
+            jack,
+            "{method}: Audio-Jack-Status"
+        );
+    }
+
+    #[rstest]
+    #[case::setup_before_announce("SETUP", 455)]
+    #[case::record_before_setup("RECORD", 455)]
+    #[case::flush_before_setup("FLUSH", 455)]
+    fn requests_out_of_order_get_455(#[case] method: &str, #[case] status: u16) {
+        let svc = RaopService::new(RaopConfig::airport_express("apx"));
+        let info = conn(0);
+        let mut c = svc.open(&info);
+        let mut r = req(method, "rtsp://127.0.0.1/1", 1);
+        r.headers
+            .set("Transport", "RTP/AVP/UDP;unicast;mode=record");
+        let (resp, notes) = drive(&svc, &mut c, &info, &r);
+        assert_eq!(resp.status, status);
+        assert!(!resp.body.is_empty(), "a refusal carries a reason");
+        assert!(matches!(
+            notes.first(),
+            Some(crate::service::Note::Warning(_))
+        ));
+    }
+
+    #[test]
+    fn aes_key_without_iv_gets_456() {
+        let (svc, mut c, info, _) = prepared("OPTIONS");
+        let mut a = req("ANNOUNCE", "rtsp://127.0.0.1/1", 2);
+        a.headers.set("Content-Type", "application/sdp");
+        a.body = format!("{SDP_L16}a=rsaaeskey:AAAA\r\n").into_bytes();
+        assert_eq!(drive(&svc, &mut c, &info, &a).0.status, 456);
+    }
+
+    #[test]
+    fn second_sender_is_busy_until_the_first_tears_down() {
+        let (svc, mut a, info, cseq) = prepared("SETUP");
+        let info_b = conn(1);
+        let mut b = svc.open(&info_b);
+        let mut announce = req("ANNOUNCE", "rtsp://127.0.0.1/2", 1);
+        announce.headers.set("Content-Type", "application/sdp");
+        announce.body = SDP_L16.as_bytes().to_vec();
+        assert_eq!(drive(&svc, &mut b, &info_b, &announce).0.status, 453);
+        assert_eq!(
+            drive(
+                &svc,
+                &mut a,
+                &info,
+                &req("TEARDOWN", "rtsp://127.0.0.1/1", cseq)
+            )
+            .0
+            .status,
+            200
+        );
+        assert_eq!(drive(&svc, &mut b, &info_b, &announce).0.status, 200);
+    }
+
+    #[test]
+    fn set_parameter_keeps_volume_progress_and_metadata() {
+        let (svc, mut c, info, _) = prepared("OPTIONS");
+        let mut v = req("SET_PARAMETER", "rtsp://127.0.0.1/1", 5);
+        v.headers.set("Content-Type", "text/parameters");
+        v.body = b"volume: -11.5\r\n".to_vec();
+        drive(&svc, &mut c, &info, &v);
+        v.body = b"progress: 1/2/3\r\n".to_vec();
+        drive(&svc, &mut c, &info, &v);
+        v.headers.set("Content-Type", "application/x-dmap-tagged");
+        v.body = b"mlit\0\0\0\x0dminm\0\0\0\x05Title".to_vec();
+        drive(&svc, &mut c, &info, &v);
+        let st = svc.state.lock().unwrap();
+        assert_eq!(st.volume, Some(-11.5));
+        assert_eq!(st.progress.as_deref(), Some("1/2/3"));
+        assert_eq!(st.metadata, vec![("minm".to_string(), "Title".to_string())]);
+    }
+
+    #[test]
+    fn sign_with_fault_uses_the_named_key() {
+        let mut config = RaopConfig::airport_express("apx");
+        let other = Arc::new(keys::load_private_key("other").unwrap());
+        config.extra_keys.push(("other".into(), other.clone()));
+        let svc = RaopService::new(config);
+        let info = conn(0);
+        let mut c = svc.open(&info);
+        let mut r = req("OPTIONS", "*", 1);
+        r.headers.set("Apple-Challenge", "09KF45soMYmvj6dpsUGiIg");
+        let params = CoreParams {
+            sign_with: Some("other".into()),
+        };
+        let mut cx = Context::new(&info, SystemTime::now(), &params);
+        let Outcome::Respond(resp) = svc.handle(&mut c, &r, &mut cx) else {
+            panic!()
+        };
+        let got = resp.headers.get("Apple-Response").unwrap();
+        let want = challenge::apple_response(
+            &other,
+            "09KF45soMYmvj6dpsUGiIg",
+            info.local.ip(),
+            &svc.config.hw_addr,
+        )
+        .unwrap();
+        assert_eq!(got, want);
+    }
+}
