@@ -140,7 +140,7 @@ pub async fn run_with_timeout(
 
 /// The sender's steps. Writes one line per step to `log`.
 pub async fn run(opts: &Options, log: &mut String) -> Result<()> {
-    let mut rng = ChaCha8Rng::seed_from_u64(opts.seed ^ 0x5EED_0F_5E4D);
+    let mut rng = ChaCha8Rng::seed_from_u64(opts.seed ^ 0x005E_ED0F_5E4D);
     let wav = audio_match::read_wav(&opts.wav)
         .map_err(anyhow::Error::msg)
         .context("reading the WAV")?;

@@ -196,7 +196,7 @@ fn check(s: &Scenario) -> Result<(), (String, String)> {
                 format!("duplicate client name {:?}", c.name),
             ));
         }
-        if !(c.timeout > 0.0) {
+        if c.timeout.is_nan() || c.timeout <= 0.0 {
             return Err((
                 format!("clients[{i}].timeout"),
                 "must be a positive number of seconds".into(),

@@ -370,7 +370,7 @@ impl RaopService {
 
 /// A decimal session id: pyatv parses `Session` as an integer (peers.md).
 fn session_for(seed: u64, conn: u64) -> String {
-    let mut x = seed ^ conn.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xA17_7_u64;
+    let mut x = seed ^ conn.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xA177_u64;
     x ^= x >> 33;
     x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
     x ^= x >> 33;

@@ -79,7 +79,7 @@ pub fn spawn<S: Service>(
                     continue;
                 }
             };
-            let local = stream.local_addr().unwrap_or_else(|_| peer);
+            let local = stream.local_addr().unwrap_or(peer);
             let info = ConnInfo {
                 device: cfg.device.clone(),
                 index: counter.fetch_add(1, Ordering::Relaxed),
