@@ -28,14 +28,16 @@ pub struct Device {
     pub address: IpAddr,
     /// Service name → port (`raop` for an AirPort Express).
     pub ports: BTreeMap<String, u16>,
-    pub core: Core,
+    pub parts: Parts,
     tasks: Vec<JoinHandle<()>>,
 }
 
-/// The protocol core of a device, for expectations and captures.
-#[derive(Clone)]
-pub enum Core {
-    Raop(Arc<RaopService>),
+/// The protocol cores a device is made of, for expectations, captures and the ready file. A
+/// device kind combines the parts it needs (an Apple TV also receives RAOP audio).
+#[derive(Clone, Default)]
+pub struct Parts {
+    /// RAOP receiver: `Apple-Challenge`, audio sessions and their captures.
+    pub raop: Option<Arc<RaopService>>,
 }
 
 /// What the ready file says of one device.
@@ -57,15 +59,13 @@ impl Device {
 
     pub fn ready(&self) -> ReadyDevice {
         let mut identity = BTreeMap::new();
-        match &self.core {
-            Core::Raop(s) => {
-                identity.insert("mac".into(), s.config.mac_string());
-                identity.insert("model".into(), s.config.model.clone());
-                identity.insert(
-                    "public_key".into(),
-                    keys::public_pem(&s.config.key.to_public_key()),
-                );
-            }
+        if let Some(s) = &self.parts.raop {
+            identity.insert("mac".into(), s.config.mac_string());
+            identity.insert("model".into(), s.config.model.clone());
+            identity.insert(
+                "public_key".into(),
+                keys::public_pem(&s.config.key.to_public_key()),
+            );
         }
         ReadyDevice {
             name: self.name.clone(),
@@ -76,14 +76,20 @@ impl Device {
         }
     }
 
-    /// The device's state as JSON, for `state` expectations and the control API.
+    /// The device's state as one JSON object (every part's keys together), for `state`
+    /// expectations and the control API.
     pub fn state_json(&self) -> serde_json::Value {
-        match &self.core {
-            Core::Raop(s) => {
-                let st = s.state.lock().unwrap_or_else(|e| e.into_inner());
-                serde_json::to_value(&*st).unwrap_or(serde_json::Value::Null)
+        let mut all = serde_json::Map::new();
+        let mut merge = |v: serde_json::Value| {
+            if let serde_json::Value::Object(m) = v {
+                all.extend(m);
             }
+        };
+        if let Some(s) = &self.parts.raop {
+            let st = s.state.lock().unwrap_or_else(|e| e.into_inner());
+            merge(serde_json::to_value(&*st).unwrap_or_default());
         }
+        serde_json::Value::Object(all)
     }
 
     pub fn abort(&self) {
@@ -188,7 +194,9 @@ async fn start_airport_express(spec: &DeviceSpec, run: &RunContext) -> Result<De
         kind: spec.kind,
         address: LOOPBACK,
         ports: BTreeMap::from([("raop".to_string(), port)]),
-        core: Core::Raop(service),
+        parts: Parts {
+            raop: Some(service),
+        },
         tasks: vec![task],
     })
 }

@@ -6,7 +6,7 @@ use airtwin_simulators::event::{Event, EventKind};
 use regex::Regex;
 
 use crate::audio_match;
-use crate::devices::{Core, Device};
+use crate::devices::Device;
 use crate::engine::{Failure, ScenarioResult};
 use crate::scenario::{
     AudioExpect, ClientExpect, ExchangePattern, ExchangesExpect, Expectation, HeaderCheck, Loaded,
@@ -304,7 +304,12 @@ fn check_audio(
         })
     };
     let device = devices.iter().find(|d| d.name == a.device)?;
-    let Core::Raop(service) = &device.core;
+    let Some(service) = &device.parts.raop else {
+        return fail(
+            "a device that receives audio".into(),
+            format!("{} receives none", device.kind.as_str()),
+        );
+    };
     let state = service
         .state
         .lock()

@@ -12,7 +12,7 @@ use airtwin_simulators::event::{Event, EventKind};
 use airtwin_simulators::wire::dmap;
 
 use crate::audio_match;
-use crate::devices::{Core, Device};
+use crate::devices::Device;
 use crate::engine::ScenarioResult;
 use crate::scenario::Loaded;
 
@@ -78,7 +78,9 @@ pub fn write_all(
         )?;
     }
     for d in devices {
-        let Core::Raop(service) = &d.core;
+        let Some(service) = &d.parts.raop else {
+            continue;
+        };
         let state = service
             .state
             .lock()
@@ -123,7 +125,9 @@ pub fn write_all(
     std::fs::write(dir.join("result.json"), serde_json::to_vec_pretty(result)?)?;
 
     for d in devices {
-        let Core::Raop(service) = &d.core;
+        let Some(service) = &d.parts.raop else {
+            continue;
+        };
         let state = service
             .state
             .lock()
