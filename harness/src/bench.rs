@@ -17,13 +17,21 @@ use airtwin_simulators::shell::{self, ShellConfig};
 use airtwin_simulators::wire::Limits;
 use anyhow::{bail, Result};
 use rand::{Rng, SeedableRng};
-use rsa::Pkcs1v15Sign;
 use tokio::sync::watch;
 
 use crate::clients::rtsp::RtspClient;
 
+/// Which implementation of the private-key operation to measure.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum RsaImpl {
+    /// The one devices use ([`keys::DeviceKey::backend`]).
+    Device,
+    /// The `rsa` crate.
+    RsaCrate,
+}
+
 /// Raw private-key operations per second, one thread per core, for `dur`.
-pub fn rsa_ops_per_sec(threads: usize, dur: Duration) -> f64 {
+pub fn rsa_ops_per_sec(threads: usize, dur: Duration, which: RsaImpl) -> f64 {
     let key = Arc::new(keys::airport_express());
     let stop = Arc::new(AtomicBool::new(false));
     let count = Arc::new(AtomicU64::new(0));
@@ -35,7 +43,10 @@ pub fn rsa_ops_per_sec(threads: usize, dur: Duration) -> f64 {
                 let mut buf = [t as u8; 32];
                 while !stop.load(Ordering::Relaxed) {
                     buf[0] = buf[0].wrapping_add(1);
-                    let _ = key.sign(Pkcs1v15Sign::new_unprefixed(), &buf);
+                    let _ = match which {
+                        RsaImpl::Device => key.sign_raw(&buf),
+                        RsaImpl::RsaCrate => key.sign_raw_rsa_crate(&buf),
+                    };
                     count.fetch_add(1, Ordering::Relaxed);
                 }
             })
@@ -161,8 +172,20 @@ pub async fn raop(connections: usize, dur: Duration) -> Result<()> {
         .unwrap_or(1);
     println!("airtwin bench raop: {connections} concurrent loopback connections, {:.1}s per figure, {cores} cores", dur.as_secs_f64());
 
-    let rsa = tokio::task::spawn_blocking(move || rsa_ops_per_sec(cores, dur)).await?;
-    println!("reference  RSA-2048 private-key ops (rsa crate, unprefixed PKCS#1 v1.5, {cores} threads): {rsa:.0}/s ({:.0}/s per core)", rsa / cores as f64);
+    let backend = keys::DeviceKey::backend();
+    let rsa =
+        tokio::task::spawn_blocking(move || rsa_ops_per_sec(cores, dur, RsaImpl::Device)).await?;
+    println!("reference  RSA-2048 private-key ops ({backend}, PKCS#1 v1.5 type 1, {cores} threads): {rsa:.0}/s ({:.0}/s per core)", rsa / cores as f64);
+    if backend != "rsa crate" {
+        let crate_rate =
+            tokio::task::spawn_blocking(move || rsa_ops_per_sec(cores, dur, RsaImpl::RsaCrate))
+                .await?;
+        println!(
+            "reference  same op on the rsa crate: {crate_rate:.0}/s ({:.0}/s per core), {:.1}x slower than {backend}",
+            crate_rate / cores as f64,
+            rsa / crate_rate
+        );
+    }
 
     let (addr, stop) = start_device().await?;
     let key = Arc::new(keys::airport_express().to_public_key());

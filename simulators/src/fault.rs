@@ -88,6 +88,22 @@ pub enum Action {
     SignWith(String),
     /// RAOP: drop this fraction (0..1) of incoming RTP audio packets, chosen by the seed.
     LosePackets(f64),
+    /// Cut the body of the core's response to this many bytes (`Content-Length` follows).
+    Truncate(usize),
+    /// Edit a binary-plist body of the core's response: `set` keys (YAML values: integer, real,
+    /// string, boolean, list, map) and `remove` keys. A body that is no plist is left alone.
+    EditPlist {
+        #[serde(default)]
+        set: BTreeMap<String, serde_json::Value>,
+        #[serde(default)]
+        remove: Vec<String>,
+    },
+    /// FairPlay: answer `fp-setup` phase 1 with the fixed reply of this mode (0..3), whatever
+    /// mode the request asked for.
+    FpReplyMode(u8),
+    /// FairPlay: answer `fp-setup` phase 3 with the 20 request bytes from this offset instead of
+    /// from 144.
+    FpEchoOffset(usize),
 }
 
 fn one() -> usize {
@@ -108,6 +124,10 @@ impl Action {
             Action::Corrupt { .. } => "corrupt",
             Action::SignWith(_) => "sign_with",
             Action::LosePackets(_) => "lose_packets",
+            Action::Truncate(_) => "truncate",
+            Action::EditPlist { .. } => "edit_plist",
+            Action::FpReplyMode(_) => "fp_reply_mode",
+            Action::FpEchoOffset(_) => "fp_echo_offset",
         }
     }
 
@@ -123,6 +143,10 @@ impl Action {
         "corrupt",
         "sign_with",
         "lose_packets",
+        "truncate",
+        "edit_plist",
+        "fp_reply_mode",
+        "fp_echo_offset",
     ];
 }
 
@@ -179,6 +203,13 @@ pub enum Edit {
         bytes: usize,
         seed: u64,
     },
+    /// Cut the body to this many bytes.
+    Truncate(usize),
+    /// Set and remove keys of a binary-plist body.
+    Plist {
+        set: BTreeMap<String, serde_json::Value>,
+        remove: Vec<String>,
+    },
 }
 
 /// A fault that acted, for the transcript.
@@ -193,6 +224,10 @@ pub struct Applied {
 pub struct CoreParams {
     /// PEM path of a key to answer `Apple-Challenge` with.
     pub sign_with: Option<String>,
+    /// FairPlay phase-1 reply mode to answer with instead of the requested one.
+    pub fp_reply_mode: Option<u8>,
+    /// FairPlay phase-3 echo offset to use instead of 144.
+    pub fp_echo_offset: Option<usize>,
 }
 
 /// The plan's answer for one request.
@@ -302,6 +337,13 @@ impl FaultPlan {
                 }),
                 Action::SignWith(path) => verdict.params.sign_with = Some(path.clone()),
                 Action::LosePackets(_) => unreachable!("filtered above"),
+                Action::Truncate(n) => verdict.edits.push(Edit::Truncate(*n)),
+                Action::EditPlist { set, remove } => verdict.edits.push(Edit::Plist {
+                    set: set.clone(),
+                    remove: remove.clone(),
+                }),
+                Action::FpReplyMode(mode) => verdict.params.fp_reply_mode = Some(*mode),
+                Action::FpEchoOffset(at) => verdict.params.fp_echo_offset = Some(*at),
             }
             verdict.applied.push(Applied {
                 fault: i,
@@ -358,6 +400,14 @@ pub fn describe(action: &Action) -> String {
         },
         Action::SignWith(p) => format!("sign_with {p}"),
         Action::LosePackets(f) => format!("lose_packets {f}"),
+        Action::Truncate(n) => format!("truncate body to {n} byte(s)"),
+        Action::EditPlist { set, remove } => {
+            let mut parts: Vec<String> = set.iter().map(|(k, v)| format!("set {k}={v}")).collect();
+            parts.extend(remove.iter().map(|k| format!("remove {k}")));
+            format!("edit_plist {}", parts.join(", "))
+        }
+        Action::FpReplyMode(m) => format!("fp_reply_mode {m}"),
+        Action::FpEchoOffset(at) => format!("fp_echo_offset {at}"),
         other => other.name().to_string(),
     }
 }
@@ -402,7 +452,54 @@ pub fn apply_edits(response: &mut Response, edits: &[Edit]) {
                     }
                 }
             }
+            Edit::Truncate(n) => response.body.truncate(*n),
+            Edit::Plist { set, remove } => edit_plist(&mut response.body, set, remove),
         }
+    }
+}
+
+/// Rewrites a binary-plist dictionary body with keys set and removed; other bodies stay as they
+/// are.
+fn edit_plist(body: &mut Vec<u8>, set: &BTreeMap<String, serde_json::Value>, remove: &[String]) {
+    let Ok(plist::Value::Dictionary(mut dict)) =
+        plist::Value::from_reader(std::io::Cursor::new(&body[..]))
+    else {
+        return;
+    };
+    for k in remove {
+        dict.remove(k);
+    }
+    for (k, v) in set {
+        dict.insert(k.clone(), plist_from_json(v));
+    }
+    let mut out = Vec::new();
+    if plist::Value::Dictionary(dict)
+        .to_writer_binary(&mut out)
+        .is_ok()
+    {
+        *body = out;
+    }
+}
+
+/// A YAML/JSON value as a plist value: integers stay integers, other numbers become reals, null
+/// becomes an empty string (plists have no null).
+pub fn plist_from_json(v: &serde_json::Value) -> plist::Value {
+    use serde_json::Value as J;
+    match v {
+        J::Null => plist::Value::String(String::new()),
+        J::Bool(b) => plist::Value::Boolean(*b),
+        J::Number(n) => match (n.as_i64(), n.as_u64()) {
+            (Some(i), _) => plist::Value::Integer(i.into()),
+            (None, Some(u)) => plist::Value::Integer(u.into()),
+            _ => plist::Value::Real(n.as_f64().unwrap_or(0.0)),
+        },
+        J::String(s) => plist::Value::String(s.clone()),
+        J::Array(a) => plist::Value::Array(a.iter().map(plist_from_json).collect()),
+        J::Object(m) => plist::Value::Dictionary(
+            m.iter()
+                .map(|(k, v)| (k.clone(), plist_from_json(v)))
+                .collect(),
+        ),
     }
 }
 

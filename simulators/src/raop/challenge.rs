@@ -15,7 +15,9 @@ use std::net::IpAddr;
 use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use base64::Engine;
-use rsa::{Oaep, Pkcs1v15Sign, RsaPrivateKey, RsaPublicKey};
+use rsa::{Oaep, Pkcs1v15Sign, RsaPublicKey};
+
+use super::keys::DeviceKey;
 use thiserror::Error;
 
 /// Base64 as RAOP uses it: written without `=`, read with or without.
@@ -78,7 +80,7 @@ pub fn signed_buffer(challenge: &[u8], ip: IpAddr, hw: &[u8; 6]) -> Vec<u8> {
 
 /// The `Apple-Response` value for an `Apple-Challenge` value.
 pub fn apple_response(
-    key: &RsaPrivateKey,
+    key: &DeviceKey,
     challenge_b64: &str,
     ip: IpAddr,
     hw: &[u8; 6],
@@ -88,11 +90,9 @@ pub fn apple_response(
         return Err(ChallengeError::TooLong(challenge.len()));
     }
     let buf = signed_buffer(&challenge, ip, hw);
-    // `sign` with the unprefixed scheme is the bare PKCS#1 v1.5 type-1 operation (no DigestInfo),
-    // deterministic, without blinding: the seed's response is reproduced byte for byte.
-    let sig = key
-        .sign(Pkcs1v15Sign::new_unprefixed(), &buf)
-        .map_err(|e| ChallengeError::Rsa(e.to_string()))?;
+    // The bare PKCS#1 v1.5 type-1 operation (no DigestInfo) is deterministic: the seed's response
+    // is reproduced byte for byte.
+    let sig = key.sign_raw(&buf).map_err(|e| ChallengeError::Rsa(e.0))?;
     Ok(encode_b64(&sig))
 }
 
@@ -111,14 +111,11 @@ pub fn verify_apple_response(
 }
 
 /// Decrypts `rsaaeskey` to the AES-128 session key.
-pub fn decrypt_aes_key(
-    key: &RsaPrivateKey,
-    rsaaeskey_b64: &str,
-) -> Result<[u8; 16], ChallengeError> {
+pub fn decrypt_aes_key(key: &DeviceKey, rsaaeskey_b64: &str) -> Result<[u8; 16], ChallengeError> {
     let wrapped = decode_b64(rsaaeskey_b64)?;
     let plain = key
-        .decrypt(Oaep::new::<sha1::Sha1>(), &wrapped)
-        .map_err(|e| ChallengeError::Rsa(e.to_string()))?;
+        .decrypt_oaep_sha1(&wrapped)
+        .map_err(|e| ChallengeError::Rsa(e.0))?;
     plain
         .as_slice()
         .try_into()

@@ -4,12 +4,132 @@
 //! open-source receivers; ../shared/protocol-notes.md): unmodified senders verify `Apple-Response`
 //! against its public half. Scenarios may supply their own PEM.
 
+use std::ops::Deref;
 use std::path::Path;
 
 use rsa::pkcs1::{DecodeRsaPrivateKey, EncodeRsaPublicKey};
 use rsa::pkcs8::DecodePrivateKey;
-use rsa::{RsaPrivateKey, RsaPublicKey};
+use rsa::{Oaep, Pkcs1v15Sign, RsaPrivateKey, RsaPublicKey};
 use thiserror::Error;
+
+/// A device's RSA private key with the two operations a RAOP receiver performs.
+///
+/// Parsing and the public half use the `rsa` crate. The private-key operations bound every RAOP
+/// handshake, and `airtwin bench raop` measured the `rsa` crate's bignum arithmetic at about a
+/// sixth of OpenSSL's on the same machine (624 vs 3,964 signatures/s per core, 2026-11-24), below
+/// the rate shairport-sync answers challenges at; so with the `openssl` feature (default) they run
+/// on OpenSSL's assembly Montgomery multiplication. Both backends give identical bytes: PKCS#1
+/// v1.5 type-1 signing is deterministic and OAEP decryption has one answer (tested).
+pub struct DeviceKey {
+    key: RsaPrivateKey,
+    #[cfg(feature = "openssl")]
+    ossl: openssl::rsa::Rsa<openssl::pkey::Private>,
+}
+
+/// Why a private-key operation failed.
+#[derive(Debug, Error, PartialEq, Eq)]
+#[error("RSA private-key operation failed: {0}")]
+pub struct RsaOpError(pub String);
+
+impl DeviceKey {
+    pub fn new(key: RsaPrivateKey) -> Self {
+        #[cfg(feature = "openssl")]
+        let ossl = {
+            use rsa::pkcs1::EncodeRsaPrivateKey;
+            let der = key.to_pkcs1_der().expect("an RSA key encodes to DER");
+            openssl::rsa::Rsa::private_key_from_der(der.as_bytes())
+                .expect("OpenSSL reads a valid RSA key")
+        };
+        DeviceKey {
+            key,
+            #[cfg(feature = "openssl")]
+            ossl,
+        }
+    }
+
+    /// Which library performs the private-key operations.
+    pub fn backend() -> &'static str {
+        if cfg!(feature = "openssl") {
+            "OpenSSL"
+        } else {
+            "rsa crate"
+        }
+    }
+
+    /// RSA PKCS#1 v1.5 type-1 private-key operation over `msg`, no DigestInfo (the `Apple-Response`
+    /// operation, protocol-notes.md).
+    pub fn sign_raw(&self, msg: &[u8]) -> Result<Vec<u8>, RsaOpError> {
+        #[cfg(feature = "openssl")]
+        {
+            let mut out = vec![0u8; self.ossl.size() as usize];
+            let n = self
+                .ossl
+                .private_encrypt(msg, &mut out, openssl::rsa::Padding::PKCS1)
+                .map_err(|e| RsaOpError(e.to_string()))?;
+            out.truncate(n);
+            Ok(out)
+        }
+        #[cfg(not(feature = "openssl"))]
+        self.sign_raw_rsa_crate(msg)
+    }
+
+    /// The same operation on the `rsa` crate, whatever the feature (for comparison).
+    pub fn sign_raw_rsa_crate(&self, msg: &[u8]) -> Result<Vec<u8>, RsaOpError> {
+        self.key
+            .sign(Pkcs1v15Sign::new_unprefixed(), msg)
+            .map_err(|e| RsaOpError(e.to_string()))
+    }
+
+    /// RSA-OAEP decryption with SHA-1, MGF1-SHA-1 and an empty label (`rsaaeskey`).
+    pub fn decrypt_oaep_sha1(&self, ciphertext: &[u8]) -> Result<Vec<u8>, RsaOpError> {
+        #[cfg(feature = "openssl")]
+        {
+            let mut out = vec![0u8; self.ossl.size() as usize];
+            let n = self
+                .ossl
+                .private_decrypt(ciphertext, &mut out, openssl::rsa::Padding::PKCS1_OAEP)
+                .map_err(|e| RsaOpError(e.to_string()))?;
+            out.truncate(n);
+            Ok(out)
+        }
+        #[cfg(not(feature = "openssl"))]
+        self.key
+            .decrypt(Oaep::new::<sha1::Sha1>(), ciphertext)
+            .map_err(|e| RsaOpError(e.to_string()))
+    }
+
+    /// The same decryption on the `rsa` crate.
+    pub fn decrypt_oaep_sha1_rsa_crate(&self, ciphertext: &[u8]) -> Result<Vec<u8>, RsaOpError> {
+        self.key
+            .decrypt(Oaep::new::<sha1::Sha1>(), ciphertext)
+            .map_err(|e| RsaOpError(e.to_string()))
+    }
+}
+
+impl Deref for DeviceKey {
+    type Target = RsaPrivateKey;
+    fn deref(&self) -> &RsaPrivateKey {
+        &self.key
+    }
+}
+
+impl PartialEq for DeviceKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.key == other.key
+    }
+}
+
+impl std::fmt::Debug for DeviceKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use rsa::traits::PublicKeyParts;
+        write!(
+            f,
+            "DeviceKey({} bits, {})",
+            self.key.size() * 8,
+            Self::backend()
+        )
+    }
+}
 
 /// The well-known AirPort Express private key, PKCS#1 PEM wrapped at 64 columns.
 pub const AIRPORT_EXPRESS_PEM: &str = include_str!("../../keys/airport-express.pem");
@@ -31,7 +151,7 @@ pub enum KeyError {
 /// Loads a private key from PEM text. Accepts PKCS#1 and PKCS#8, and lines wrapped at any width:
 /// the `rsa` crate's PEM reader insists on 64 columns and rejects the 76-column copies that
 /// receivers embed (protocol-notes.md), so the base64 is re-wrapped first.
-pub fn private_key_from_pem(text: &str, origin: &str) -> Result<RsaPrivateKey, KeyError> {
+pub fn private_key_from_pem(text: &str, origin: &str) -> Result<DeviceKey, KeyError> {
     let normalised = rewrap(text);
     let pkcs1 = RsaPrivateKey::from_pkcs1_pem(&normalised);
     let key = match pkcs1 {
@@ -41,11 +161,11 @@ pub fn private_key_from_pem(text: &str, origin: &str) -> Result<RsaPrivateKey, K
             detail: format!("PKCS#1: {e1}; PKCS#8: {e8}"),
         })?,
     };
-    Ok(key)
+    Ok(DeviceKey::new(key))
 }
 
 /// Loads a private key from a PEM file, or the built-in names `airport-express` and `other`.
-pub fn load_private_key(source: &str) -> Result<RsaPrivateKey, KeyError> {
+pub fn load_private_key(source: &str) -> Result<DeviceKey, KeyError> {
     match source {
         "airport-express" | "builtin" => private_key_from_pem(AIRPORT_EXPRESS_PEM, source),
         "other" => private_key_from_pem(OTHER_KEY_PEM, source),
@@ -60,7 +180,7 @@ pub fn load_private_key(source: &str) -> Result<RsaPrivateKey, KeyError> {
 }
 
 /// The built-in AirPort Express key.
-pub fn airport_express() -> RsaPrivateKey {
+pub fn airport_express() -> DeviceKey {
     private_key_from_pem(AIRPORT_EXPRESS_PEM, "built-in").expect("built-in key parses")
 }
 
@@ -121,6 +241,23 @@ mod tests {
             private_key_from_pem(&wide, "wide").unwrap(),
             airport_express()
         );
+    }
+
+    #[test]
+    fn both_backends_give_the_same_bytes() {
+        let k = airport_express();
+        let msg = [7u8; 32];
+        assert_eq!(
+            k.sign_raw(&msg).unwrap(),
+            k.sign_raw_rsa_crate(&msg).unwrap()
+        );
+        let mut rng = rand::thread_rng();
+        let ct = k
+            .to_public_key()
+            .encrypt(&mut rng, Oaep::new::<sha1::Sha1>(), &[9u8; 16])
+            .unwrap();
+        assert_eq!(k.decrypt_oaep_sha1(&ct).unwrap(), vec![9u8; 16]);
+        assert_eq!(k.decrypt_oaep_sha1_rsa_crate(&ct).unwrap(), vec![9u8; 16]);
     }
 
     #[test]

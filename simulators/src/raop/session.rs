@@ -8,11 +8,9 @@
 
 use std::sync::{Arc, Mutex};
 
-use rsa::RsaPrivateKey;
-
 use super::audio::{AesParams, AudioFormat, AudioReceiver};
 use super::challenge::{self, decode_b64};
-use super::keys;
+use super::keys::{self, DeviceKey};
 use super::state::{RaopState, SessionRecord};
 use crate::service::{ConnInfo, Context, Outcome, Service, UdpRequest};
 use crate::wire::sdp::{self, Announce};
@@ -27,7 +25,7 @@ pub struct RaopConfig {
     /// The 6-byte id signed into `Apple-Response`: the hex prefix of the `_raop._tcp` instance
     /// name, usually the MAC address (protocol-notes.md).
     pub hw_addr: [u8; 6],
-    pub key: Arc<RsaPrivateKey>,
+    pub key: Arc<DeviceKey>,
     /// `Server: AirTunes/<version>` (seeds/airplay-info-fp-setup.txt uses 220.68).
     pub source_version: String,
     /// `Audio-Jack-Status` value; an AirPort Express reports an analog jack.
@@ -42,7 +40,7 @@ pub struct RaopConfig {
     pub model: String,
     pub seed: u64,
     /// Keys a `sign_with` fault may name, loaded once when the device starts.
-    pub extra_keys: Vec<(String, Arc<RsaPrivateKey>)>,
+    pub extra_keys: Vec<(String, Arc<DeviceKey>)>,
 }
 
 impl RaopConfig {
@@ -759,6 +757,7 @@ mod tests {
         r.headers.set("Apple-Challenge", "09KF45soMYmvj6dpsUGiIg");
         let params = CoreParams {
             sign_with: Some("other".into()),
+            ..Default::default()
         };
         let mut cx = Context::new(&info, SystemTime::now(), &params);
         let Outcome::Respond(resp) = svc.handle(&mut c, &r, &mut cx) else {
