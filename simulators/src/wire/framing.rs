@@ -90,12 +90,22 @@ fn parse_header_block(block: &[u8], limits: &Limits) -> Result<Headers, FramingE
     }
 }
 
+/// `Content-Length`: digits only (RFC 9110 §8.6); several values must agree (RFC 9112 §6.3).
 fn content_length(headers: &Headers, limits: &Limits) -> Result<usize, FramingError> {
-    match headers.get("Content-Length") {
+    let mut values = headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("Content-Length"))
+        .map(|(_, v)| v.trim());
+    match values.next() {
         None => Ok(0),
         Some(v) => {
+            if let Some(other) = values.find(|o| *o != v) {
+                return Err(FramingError::ContentLength(format!("{v}, {other}")));
+            }
+            if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(FramingError::ContentLength(v.to_string()));
+            }
             let n: usize = v
-                .trim()
                 .parse()
                 .map_err(|_| FramingError::ContentLength(v.to_string()))?;
             if n > limits.max_body {
@@ -137,6 +147,35 @@ fn parse_request_line(line: &str) -> Result<(String, String, Protocol), FramingE
 
 fn truncate(s: &str) -> String {
     s.chars().take(80).collect()
+}
+
+/// What can still be read from the head of a request that failed to frame, so that the error
+/// answer speaks the request's protocol and echoes its CSeq.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Salvage {
+    pub protocol: Option<Protocol>,
+    pub cseq: Option<String>,
+}
+
+/// Best effort: the protocol of the request line and the CSeq header, if legible.
+pub fn salvage(buf: &[u8]) -> Salvage {
+    let head = &buf[..buf.len().min(16 * 1024)];
+    let text = String::from_utf8_lossy(head);
+    let mut lines = text.split("\r\n");
+    let protocol = lines
+        .next()
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(Protocol::parse);
+    let cseq = lines
+        .take_while(|l| !l.is_empty())
+        .find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.trim()
+                .eq_ignore_ascii_case("CSeq")
+                .then(|| v.trim().to_string())
+        })
+        .filter(|v| !v.is_empty() && v.len() <= 16 && v.bytes().all(|b| b.is_ascii_digit()));
+    Salvage { protocol, cseq }
 }
 
 /// Reads one request from the front of `buf`.
@@ -283,6 +322,24 @@ mod tests {
     }
 
     #[test]
+    fn content_length_is_digits_and_must_agree() {
+        let raw = b"POST /x RTSP/1.0\r\nContent-Length: +5\r\n\r\nabcde";
+        assert_eq!(parse_request(raw, &lim()).unwrap_err().status(), 400);
+        let raw = b"POST /x RTSP/1.0\r\nContent-Length: 5\r\nContent-Length: 0\r\n\r\nabcde";
+        assert_eq!(parse_request(raw, &lim()).unwrap_err().status(), 400);
+        let raw = b"POST /x RTSP/1.0\r\nContent-Length: 5\r\ncontent-length: 5\r\n\r\nabcde";
+        assert!(parse_request(raw, &lim()).unwrap().is_some());
+    }
+
+    #[test]
+    fn salvage_reads_protocol_and_cseq_of_a_bad_request() {
+        let s = salvage(b"OPTIONS * HTTP/1.1\r\nCSeq: 12\r\nContent-Length: x\r\n\r\n");
+        assert_eq!(s.protocol, Some(Protocol::Http11));
+        assert_eq!(s.cseq.as_deref(), Some("12"));
+        assert_eq!(salvage(b"\xff\xfe"), Salvage::default());
+    }
+
+    #[test]
     fn response_round_trips() {
         let mut r = Response::new(Protocol::Rtsp10, 453);
         r.headers.set("CSeq", "7");
@@ -300,6 +357,7 @@ mod tests {
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
             let _ = parse_request(&bytes, &lim());
             let _ = parse_response(&bytes, &lim());
+            let _ = salvage(&bytes);
         }
 
         #[test]

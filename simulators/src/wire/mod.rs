@@ -6,5 +6,5 @@ pub mod message;
 pub mod sdp;
 pub mod transport;
 
-pub use framing::{parse_request, parse_response, FramingError, Limits};
+pub use framing::{parse_request, parse_response, salvage, FramingError, Limits};
 pub use message::{reason_phrase, Headers, Protocol, Request, Response};
