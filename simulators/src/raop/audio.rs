@@ -178,6 +178,7 @@ enum DecoderKind {
     Alac {
         decoder: Box<alac::Decoder>,
         max_samples: usize,
+        channels: usize,
     },
     L16 {
         channels: usize,
@@ -211,6 +212,7 @@ impl Decoder {
                 Ok((decoder, max_samples)) => DecoderKind::Alac {
                     decoder: Box::new(decoder),
                     max_samples,
+                    channels: usize::from(format.channels.max(1)),
                 },
                 Err(why) => DecoderKind::Undecodable(why),
             },
@@ -255,6 +257,7 @@ impl Decoder {
             DecoderKind::Alac {
                 decoder,
                 max_samples,
+                channels,
             } => {
                 let mut out = vec![0i16; *max_samples];
                 // The `alac` crate asserts (and overflows) on some corrupt packets; the decoder
@@ -270,11 +273,88 @@ impl Decoder {
                         out.truncate(len);
                         Ok(out)
                     }
-                    Ok(Err(e)) => Err(AudioError::Alac(e.to_string())),
+                    Ok(Err(e)) => verbatim_frame(payload, *channels, *max_samples)
+                        .ok_or_else(|| AudioError::Alac(e.to_string())),
                     Err(_) => Err(AudioError::AlacPanic),
                 }
             }
         }
+    }
+}
+
+/// Reads an uncompressed ("escape") ALAC frame of 16-bit samples whose END element is missing.
+///
+/// PulseAudio's RAOP sink (and other senders derived from the same code) send every packet as
+/// one verbatim frame: element tag (3 bits, 0 SCE mono / 1 CPE stereo), instance tag (4), 12
+/// unused bits, has-size (1), bytes shifted (2), escape (1) = 1, a 32-bit frame count when
+/// has-size is set, then the samples big-endian and interleaved — and no END element (tag 7),
+/// which the `alac` crate requires. Frame layout from Apple's ALAC specification
+/// (ALACDecoder.cpp, public); PulseAudio's omission observed against this receiver. Hand-written
+/// because no kept crate decodes such frames; everything else goes to the `alac` crate.
+fn verbatim_frame(payload: &[u8], channels: usize, max_samples: usize) -> Option<Vec<i16>> {
+    let mut bits = BitReader {
+        data: payload,
+        pos: 0,
+    };
+    let tag = bits.read(3)?;
+    let expected_tag = match channels {
+        1 => 0,
+        2 => 1,
+        _ => return None,
+    };
+    if tag != expected_tag {
+        return None;
+    }
+    bits.read(4)?;
+    if bits.read(12)? != 0 {
+        return None;
+    }
+    let has_size = bits.read(1)? == 1;
+    let shift = bits.read(2)?;
+    let escape = bits.read(1)? == 1;
+    if !escape || shift != 0 {
+        return None;
+    }
+    let frames = if has_size {
+        bits.read(32)? as usize
+    } else {
+        max_samples / channels
+    };
+    let samples = frames.checked_mul(channels)?;
+    if samples == 0 || samples > max_samples {
+        return None;
+    }
+    let mut out = Vec::with_capacity(samples);
+    for _ in 0..samples {
+        out.push(bits.read(16)? as u16 as i16);
+    }
+    // What may follow: an END element (7) or nothing but byte padding.
+    let rest = payload.len() * 8 - bits.pos;
+    if rest >= 3 && bits.read(3)? != 7 && rest >= 8 {
+        return None;
+    }
+    Some(out)
+}
+
+/// MSB-first bit reader for [`verbatim_frame`].
+struct BitReader<'a> {
+    data: &'a [u8],
+    pos: usize,
+}
+
+impl BitReader<'_> {
+    fn read(&mut self, n: usize) -> Option<u32> {
+        if n > 32 || self.pos + n > self.data.len() * 8 {
+            return None;
+        }
+        let mut v: u64 = 0;
+        for _ in 0..n {
+            let byte = self.data[self.pos / 8];
+            let bit = (byte >> (7 - self.pos % 8)) & 1;
+            v = (v << 1) | u64::from(bit);
+            self.pos += 1;
+        }
+        Some(v as u32)
     }
 }
 
@@ -731,6 +811,70 @@ pub struct PortHandler {
 impl DatagramHandler for PortHandler {
     fn on_datagram(&self, bytes: &[u8], _from: SocketAddr, now: SystemTime) -> Vec<Vec<u8>> {
         self.receiver.on_port_datagram(self.port, bytes, now)
+    }
+}
+
+#[cfg(test)]
+mod verbatim_tests {
+    use super::*;
+
+    /// A verbatim stereo frame as PulseAudio's RAOP sink writes it: no END element.
+    fn pulse_frame(samples: &[i16], has_size: bool) -> Vec<u8> {
+        let mut bits: Vec<u8> = Vec::new();
+        let mut push = |v: u32, n: usize| {
+            for i in (0..n).rev() {
+                bits.push(((v >> i) & 1) as u8);
+            }
+        };
+        push(1, 3);
+        push(0, 4);
+        push(0, 12);
+        push(u32::from(has_size), 1);
+        push(0, 2);
+        push(1, 1);
+        if has_size {
+            push((samples.len() / 2) as u32, 32);
+        }
+        for s in samples {
+            push(*s as u16 as u32, 16);
+        }
+        bits.chunks(8)
+            .map(|c| {
+                c.iter()
+                    .enumerate()
+                    .fold(0u8, |b, (i, bit)| b | (bit << (7 - i)))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn pulseaudio_frames_without_end_element_decode() {
+        let samples: Vec<i16> = (0..704).map(|i| (i * 37 - 9000) as i16).collect();
+        let format = AudioFormat::alac(44100, 2, 352);
+        let mut d = Decoder::new(&format);
+        assert_eq!(d.decode(&pulse_frame(&samples, true)).unwrap(), samples);
+        assert_eq!(d.decode(&pulse_frame(&samples, false)).unwrap(), samples);
+        let short = &samples[..200];
+        assert_eq!(d.decode(&pulse_frame(short, true)).unwrap(), short);
+    }
+
+    #[test]
+    fn verbatim_reader_refuses_what_it_does_not_know() {
+        let samples = [1i16, 2, 3, 4];
+        let mut frame = pulse_frame(&samples, true);
+        assert_eq!(
+            verbatim_frame(&frame, 1, 704),
+            None,
+            "stereo frame read as mono"
+        );
+        frame[0] |= 0x80; // element tag 5
+        assert_eq!(verbatim_frame(&frame, 2, 704), None);
+        assert_eq!(
+            verbatim_frame(&pulse_frame(&samples, true), 2, 2),
+            None,
+            "over the maximum"
+        );
+        assert_eq!(verbatim_frame(&[], 2, 704), None);
     }
 }
 
