@@ -98,7 +98,7 @@ fn validate_points_at_line_column_and_field_path() {
     assert_eq!(out.status.code(), Some(1));
     assert!(
         stderr.contains(
-            "tests/fixtures/bad-kind.yaml:4:11: devices[0].kind: unknown variant `airport-expres`, expected `airport-express`"
+            "tests/fixtures/bad-kind.yaml:4:11: devices[0].kind: unknown variant `airport-expres`, expected one of `airport-express`"
         ),
         "{stderr}"
     );

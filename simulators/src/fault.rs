@@ -240,40 +240,123 @@ pub struct Verdict {
     pub applied: Vec<Applied>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone, Copy)]
 struct Counters {
     matched: u64,
     applied: u64,
 }
 
-/// The faults of one run with their counters and the seed.
+/// One fault of the plan with its counters. Positions never change: a fault removed at run time
+/// stays in its slot, inactive, so indexes in transcripts and `faults_applied` stay valid.
+#[derive(Debug)]
+struct Slot {
+    fault: Fault,
+    active: bool,
+    counters: Counters,
+    /// Datagrams seen, for `lose_packets`.
+    datagrams: u64,
+}
+
+/// A fault of the plan as the control API lists it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FaultStatus {
+    /// Position in the plan: the scenario's faults first, then those added at run time.
+    pub index: usize,
+    pub fault: Fault,
+    /// False once removed.
+    pub active: bool,
+    pub matched: u64,
+    pub applied: u64,
+}
+
+/// The faults of one run with their counters and the seed. Faults can be added and removed while
+/// the devices run (`add`, `remove`); every decision still comes from the seed, the fault's
+/// position and how often it matched.
 #[derive(Debug)]
 pub struct FaultPlan {
     seed: u64,
-    faults: Vec<Fault>,
-    counters: Mutex<Vec<Counters>>,
-    /// Datagram counter per fault, for `lose_packets`.
-    datagrams: Vec<AtomicU64>,
+    slots: Mutex<Vec<Slot>>,
+    /// Active faults, so that a plan without any costs no lock per request or datagram.
+    active: AtomicU64,
 }
 
 impl FaultPlan {
     pub fn new(seed: u64, faults: Vec<Fault>) -> Self {
-        let counters = faults.iter().map(|_| Counters::default()).collect();
-        let datagrams = faults.iter().map(|_| AtomicU64::new(0)).collect();
-        FaultPlan {
+        let plan = FaultPlan {
             seed,
-            faults,
-            counters: Mutex::new(counters),
-            datagrams,
+            slots: Mutex::new(Vec::new()),
+            active: AtomicU64::new(0),
+        };
+        for f in faults {
+            plan.add(f);
         }
+        plan
     }
 
     pub fn empty() -> Self {
         Self::new(0, Vec::new())
     }
 
-    pub fn faults(&self) -> &[Fault] {
-        &self.faults
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Slot>> {
+        self.slots.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Every fault ever in the plan, by position (removed ones too).
+    pub fn faults(&self) -> Vec<Fault> {
+        self.lock().iter().map(|s| s.fault.clone()).collect()
+    }
+
+    /// Every fault with its position, state and counters.
+    pub fn status(&self) -> Vec<FaultStatus> {
+        self.lock()
+            .iter()
+            .enumerate()
+            .map(|(index, s)| FaultStatus {
+                index,
+                fault: s.fault.clone(),
+                active: s.active,
+                matched: s.counters.matched,
+                applied: s.counters.applied,
+            })
+            .collect()
+    }
+
+    /// Adds a fault at the end of the plan; returns its position.
+    pub fn add(&self, fault: Fault) -> usize {
+        let mut slots = self.lock();
+        slots.push(Slot {
+            fault,
+            active: true,
+            counters: Counters::default(),
+            datagrams: 0,
+        });
+        self.active.fetch_add(1, Ordering::Relaxed);
+        slots.len() - 1
+    }
+
+    /// Deactivates the fault at `index`; false when there is none or it was already removed.
+    pub fn remove(&self, index: usize) -> bool {
+        let mut slots = self.lock();
+        match slots.get_mut(index) {
+            Some(s) if s.active => {
+                s.active = false;
+                self.active.fetch_sub(1, Ordering::Relaxed);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Removes every active fault; returns how many.
+    pub fn clear(&self) -> usize {
+        let mut slots = self.lock();
+        let mut n = 0;
+        for s in slots.iter_mut().filter(|s| s.active) {
+            s.active = false;
+            n += 1;
+        }
+        self.active.store(0, Ordering::Relaxed);
+        n
     }
 
     /// A generator for the `nth` decision of fault `index`.
@@ -288,15 +371,19 @@ impl FaultPlan {
     /// Decides what happens to one request. Counters advance here, once per request.
     pub fn on_request(&self, ex: &Exchange<'_>) -> Verdict {
         let mut verdict = Verdict::default();
-        if self.faults.is_empty() {
+        if self.active.load(Ordering::Relaxed) == 0 {
             return verdict;
         }
-        let mut counters = self.counters.lock().expect("fault counters");
-        for (i, fault) in self.faults.iter().enumerate() {
-            if matches!(fault.action, Action::LosePackets(_)) || !matches(&fault.when, ex) {
+        let mut slots = self.lock();
+        for (i, slot) in slots.iter_mut().enumerate() {
+            let fault = &slot.fault;
+            if !slot.active
+                || matches!(fault.action, Action::LosePackets(_))
+                || !matches(&fault.when, ex)
+            {
                 continue;
             }
-            let c = &mut counters[i];
+            let c = &mut slot.counters;
             c.matched += 1;
             if c.matched <= fault.after || fault.times.is_some_and(|t| c.applied >= t) {
                 continue;
@@ -355,15 +442,20 @@ impl FaultPlan {
 
     /// Whether a datagram arriving at `device` is lost. Returns the fault that lost it.
     pub fn lose_datagram(&self, device: &str) -> Option<usize> {
-        for (i, fault) in self.faults.iter().enumerate() {
-            let Action::LosePackets(fraction) = fault.action else {
+        if self.active.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
+        let mut slots = self.lock();
+        for (i, slot) in slots.iter_mut().enumerate() {
+            let Action::LosePackets(fraction) = slot.fault.action else {
                 continue;
             };
-            if fault.when.device.as_deref().is_some_and(|d| d != device) {
+            if !slot.active || slot.fault.when.device.as_deref().is_some_and(|d| d != device) {
                 continue;
             }
-            let nth = self.datagrams[i].fetch_add(1, Ordering::Relaxed);
-            if nth < fault.after {
+            let nth = slot.datagrams;
+            slot.datagrams += 1;
+            if nth < slot.fault.after {
                 continue;
             }
             if self.rng(i, nth, 1).gen_bool(fraction.clamp(0.0, 1.0)) {
@@ -604,6 +696,27 @@ mod tests {
         let v = r.headers.get("Apple-Response").unwrap();
         assert_ne!(v, "abcdef");
         assert!(v.bytes().all(|b| b.is_ascii_graphic()));
+    }
+
+    #[test]
+    fn faults_added_and_removed_at_run_time_keep_their_positions() {
+        let plan = FaultPlan::new(1, vec![fault(Action::Delay(5))]);
+        let added = plan.add(fault(Action::Drop));
+        assert_eq!(added, 1);
+        let v = plan.on_request(&ex("GET", 0));
+        assert_eq!(v.preempt, Some(Preempt::Drop));
+        assert_eq!(v.applied.iter().map(|a| a.fault).collect::<Vec<_>>(), [0, 1]);
+        assert!(plan.remove(0));
+        assert!(!plan.remove(0), "already removed");
+        assert!(!plan.remove(9));
+        let v = plan.on_request(&ex("GET", 1));
+        assert_eq!(v.applied.iter().map(|a| a.fault).collect::<Vec<_>>(), [1]);
+        assert_eq!(plan.clear(), 1);
+        assert_eq!(plan.on_request(&ex("GET", 2)), Verdict::default());
+        let st = plan.status();
+        assert_eq!(st.len(), 2);
+        assert!(st.iter().all(|s| !s.active));
+        assert_eq!(st[1].applied, 2);
     }
 
     #[test]

@@ -8,6 +8,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use tokio::sync::watch;
+
 use crate::fault::CoreParams;
 use crate::wire::{Request, Response};
 
@@ -84,6 +86,38 @@ pub enum Outcome {
     OpenUdp(Vec<UdpRequest>),
     /// Send this response, then close the connection.
     RespondAndClose(Response),
+    /// Answer later (a long poll, a slow device). The shell waits until `changed` sees a new
+    /// value, or `until` (wall-clock) arrives, whichever is first, then calls
+    /// [`Service::resume`] with the same request, which may wait again. With neither set it waits
+    /// until the device stops. While waiting the shell keeps reading, so a peer that goes away
+    /// ends the wait; bytes it sends meanwhile are kept for the next request.
+    Wait {
+        changed: Option<watch::Receiver<u64>>,
+        until: Option<SystemTime>,
+    },
+}
+
+/// A change counter a core bumps when its state changes, so that deferred answers
+/// ([`Outcome::Wait`]) wake up. Cores only bump and subscribe; the shell does the waiting.
+#[derive(Debug, Clone)]
+pub struct Changes(Arc<watch::Sender<u64>>);
+
+impl Default for Changes {
+    fn default() -> Self {
+        Changes(Arc::new(watch::channel(0).0))
+    }
+}
+
+impl Changes {
+    /// Marks a change: every waiting answer wakes.
+    pub fn bump(&self) {
+        self.0.send_modify(|v| *v = v.wrapping_add(1));
+    }
+
+    /// A receiver that sees the next bump (not earlier ones).
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.0.subscribe()
+    }
 }
 
 /// A device's protocol core as a TCP shell drives it.
@@ -105,6 +139,15 @@ pub trait Service: Send + Sync + 'static {
         ports: &[u16],
         cx: &mut Context<'_>,
     ) -> Response;
+
+    /// Called again for a request the core answered with [`Outcome::Wait`], once the wait is over.
+    /// Cores that never wait keep this default.
+    fn resume(&self, state: &mut Self::Conn, req: &Request, cx: &mut Context<'_>) -> Outcome {
+        let _ = (state, cx);
+        Outcome::Respond(
+            Response::new(req.protocol, 500).with_reason_text("this device never defers an answer"),
+        )
+    }
 
     /// Adds the headers every response of this device carries (e.g. RTSP `CSeq`, `Server`) to
     /// responses the core did not make: fault `respond` answers and framing errors.

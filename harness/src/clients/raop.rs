@@ -328,6 +328,10 @@ pub async fn run(opts: &Options, log: &mut String) -> Result<()> {
     let mut sender = RtpSender::new(seq, rtptime, rng.gen(), aes);
     let per_packet = 352 * wav.channels as usize;
     let mut sent = 0usize;
+    // Paced at four times real time: fast enough for short tests, slow enough that a receiver on
+    // a loaded machine drains its socket between packets (a real sender paces at 1x).
+    let packet_time = Duration::from_secs_f64(352.0 / f64::from(wav.sample_rate.max(1)) / 4.0);
+    let start = tokio::time::Instant::now();
     for (i, chunk) in wav.samples.chunks(per_packet).enumerate() {
         let frames = (chunk.len() / wav.channels as usize) as u32;
         let payload = if chunk.len() == per_packet {
@@ -341,10 +345,7 @@ pub async fn run(opts: &Options, log: &mut String) -> Result<()> {
             .send_to(&sender.next_packet(&payload, frames), server)
             .await?;
         sent += 1;
-        // Pace bursts so the receiver's socket buffer never overflows on loopback.
-        if i % 32 == 31 {
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
+        tokio::time::sleep_until(start + packet_time * (i as u32 + 1)).await;
     }
     let _ = writeln!(
         log,

@@ -9,6 +9,7 @@
 
 pub mod audio;
 pub mod challenge;
+pub mod discovery;
 pub mod keys;
 pub mod rtp;
 pub mod sender;

@@ -428,7 +428,7 @@ impl Service for RaopService {
                 self.release(conn);
                 let mut r = self.respond(conn, req, 200, cx);
                 r.headers.set("Connection", "close");
-                Outcome::Respond(r)
+                Outcome::RespondAndClose(r)
             }
             ("GET", "/info") => self.info(conn, req, cx),
             // pyatv: 0x01 + 32-byte public key when `et` holds 4 and `am` starts "AirPort"; it does
@@ -570,6 +570,7 @@ mod tests {
                 assert_eq!(reqs.len(), 3);
                 svc.complete(c, r, &[6000, 6001, 6002], &mut cx)
             }
+            Outcome::Wait { .. } => panic!("a RAOP receiver answers at once"),
         };
         (resp, cx.notes)
     }

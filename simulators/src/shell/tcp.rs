@@ -94,6 +94,12 @@ pub fn spawn<S: Service>(
     })
 }
 
+/// The UDP ports a connection opened, and the signal that its connection ended.
+struct UdpPorts {
+    tasks: Vec<JoinHandle<()>>,
+    closed: watch::Receiver<bool>,
+}
+
 enum End {
     Closed(String),
     Reset,
@@ -109,7 +115,11 @@ async fn connection<S: Service>(
     cfg.record(Some(&info), EventKind::Connected);
     debug!("connected");
     let mut state = service.open(&info);
-    let mut udp_tasks: Vec<JoinHandle<()>> = Vec::new();
+    let (udp_close, udp_closed) = watch::channel(false);
+    let mut udp_tasks = UdpPorts {
+        tasks: Vec::new(),
+        closed: udp_closed,
+    };
     let end = serve_requests(
         &mut stream,
         &info,
@@ -119,8 +129,13 @@ async fn connection<S: Service>(
         &mut udp_tasks,
     )
     .await;
-    for t in &udp_tasks {
-        t.abort();
+    // Datagrams sent just before the connection ended may still wait in the UDP sockets: each
+    // port drains what is queued, then stops.
+    let _ = udp_close.send(true);
+    for t in udp_tasks.tasks {
+        if tokio::time::timeout(Duration::from_millis(500), t).await.is_err() {
+            debug!("udp port did not drain in time");
+        }
     }
     service.close(state);
     let reason = match end {
@@ -141,7 +156,7 @@ async fn serve_requests<S: Service>(
     service: &S,
     state: &mut S::Conn,
     cfg: &ShellConfig,
-    udp_tasks: &mut Vec<JoinHandle<()>>,
+    udp_tasks: &mut UdpPorts,
 ) -> End {
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
     let mut index: u64 = 0;
@@ -162,12 +177,17 @@ async fn serve_requests<S: Service>(
                             message: format!("framing: {e}"),
                         },
                     );
-                    let mut resp = Response::new(wire::Protocol::Rtsp10, e.status())
-                        .with_reason_text(&e.to_string());
+                    let salvaged = wire::salvage(&buf);
+                    let protocol = salvaged.protocol.unwrap_or(wire::Protocol::Rtsp10);
+                    let mut resp =
+                        Response::new(protocol, e.status()).with_reason_text(&e.to_string());
                     let now = SystemTime::now();
                     let params = Default::default();
                     let cx = Context::new(info, now, &params);
                     service.decorate(state, None, &mut resp, &cx);
+                    if let Some(cseq) = salvaged.cseq {
+                        resp.headers.set("CSeq", cseq);
+                    }
                     record_response(cfg, info, None, &resp);
                     let _ = stream.write_all(&resp.encode()).await;
                     return End::Closed(format!("bad request: {e}"));
@@ -176,7 +196,11 @@ async fn serve_requests<S: Service>(
             buf.drain(..used);
             let this = index;
             index += 1;
-            match exchange(stream, info, service, state, cfg, udp_tasks, req, this).await {
+            match exchange(
+                stream, info, service, state, cfg, udp_tasks, req, this, &mut buf,
+            )
+            .await
+            {
                 Ok(()) => {}
                 Err(end) => return end,
             }
@@ -207,9 +231,10 @@ async fn exchange<S: Service>(
     service: &S,
     state: &mut S::Conn,
     cfg: &ShellConfig,
-    udp_tasks: &mut Vec<JoinHandle<()>>,
+    udp_tasks: &mut UdpPorts,
     req: Request,
     index: u64,
+    pending: &mut Vec<u8>,
 ) -> Result<(), End> {
     debug!(method = %req.method, uri = %req.uri, "request");
     cfg.record(
@@ -264,7 +289,7 @@ async fn exchange<S: Service>(
             service.decorate(state, Some(&req), &mut r, &cx);
             r
         }
-        None => match service.handle(state, &req, &mut cx) {
+        None => match handle_and_wait(stream, service, state, cfg, &req, &mut cx, pending).await? {
             Outcome::Respond(r) => r,
             Outcome::RespondAndClose(r) => {
                 close_after = true;
@@ -273,10 +298,10 @@ async fn exchange<S: Service>(
             Outcome::OpenUdp(requests) => {
                 let mut ports = Vec::with_capacity(requests.len());
                 for r in requests {
-                    match udp::open(info.local.ip(), r, cfg.clone()).await {
+                    match udp::open(info.local.ip(), r, cfg.clone(), udp_tasks.closed.clone()).await {
                         Ok((port, task)) => {
                             ports.push(port);
-                            udp_tasks.push(task);
+                            udp_tasks.tasks.push(task);
                         }
                         Err(e) => {
                             warn!(error = %e, "cannot open UDP port");
@@ -286,6 +311,7 @@ async fn exchange<S: Service>(
                 }
                 service.complete(state, &req, &ports, &mut cx)
             }
+            Outcome::Wait { .. } => unreachable!("handle_and_wait never returns Wait"),
         },
     };
     for note in cx.notes.drain(..) {
@@ -307,6 +333,58 @@ async fn exchange<S: Service>(
         return Err(End::Closed("closed by device".into()));
     }
     Ok(())
+}
+
+/// Calls the core, and as long as it answers [`Outcome::Wait`], waits as it asks and resumes it.
+/// Reads on meanwhile: the peer closing ends the connection, bytes go to `pending`.
+async fn handle_and_wait<S: Service>(
+    stream: &mut TcpStream,
+    service: &S,
+    state: &mut S::Conn,
+    cfg: &ShellConfig,
+    req: &Request,
+    cx: &mut Context<'_>,
+    pending: &mut Vec<u8>,
+) -> Result<Outcome, End> {
+    let mut outcome = service.handle(state, req, cx);
+    let mut shutdown = cfg.shutdown.clone();
+    let mut chunk = [0u8; 4096];
+    while let Outcome::Wait { changed, until } = outcome {
+        let sleep = until.map(|t| t.duration_since(SystemTime::now()).unwrap_or_default());
+        let mut changed = changed;
+        let woke = async {
+            match changed.as_mut() {
+                Some(rx) => {
+                    if rx.changed().await.is_err() {
+                        std::future::pending::<()>().await
+                    }
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        let timer = async {
+            match sleep {
+                Some(d) => tokio::time::sleep(d).await,
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::pin!(woke, timer);
+        loop {
+            tokio::select! {
+                _ = &mut woke => break,
+                _ = &mut timer => break,
+                _ = shutdown.wait_for(|s| *s) => return Err(End::Closed("device shutting down".into())),
+                r = stream.read(&mut chunk) => match r {
+                    Ok(0) => return Err(End::Closed("peer closed while the answer was deferred".into())),
+                    Err(e) => return Err(End::Closed(format!("read error: {e}"))),
+                    Ok(n) => pending.extend_from_slice(&chunk[..n]),
+                },
+            }
+        }
+        cx.now = SystemTime::now();
+        outcome = service.resume(state, req, cx);
+    }
+    Ok(outcome)
 }
 
 fn record_response(cfg: &ShellConfig, info: &ConnInfo, index: Option<u64>, resp: &Response) {

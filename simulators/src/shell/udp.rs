@@ -5,6 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::SystemTime;
 
 use tokio::net::UdpSocket;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::debug;
 
@@ -12,11 +13,13 @@ use super::tcp::ShellConfig;
 use crate::event::EventKind;
 use crate::service::UdpRequest;
 
-/// Binds `ip:0` and serves it until the task is aborted or the device stops.
+/// Binds `ip:0` and serves it until the device stops, or until `closed` flips (the connection
+/// that opened it ended): then it handles what is already queued and stops.
 pub async fn open(
     ip: IpAddr,
     request: UdpRequest,
     cfg: ShellConfig,
+    mut closed: watch::Receiver<bool>,
 ) -> std::io::Result<(u16, JoinHandle<()>)> {
     let socket = UdpSocket::bind(SocketAddr::new(ip, 0)).await?;
     let port = socket.local_addr()?.port();
@@ -24,14 +27,24 @@ pub async fn open(
     let task = tokio::spawn(async move {
         let mut buf = vec![0u8; 65_536];
         let mut lost: u64 = 0;
+        let mut draining = false;
         loop {
-            let (n, from) = tokio::select! {
-                r = socket.recv_from(&mut buf) => match r {
+            let (n, from) = if draining {
+                match socket.try_recv_from(&mut buf) {
                     Ok(x) => x,
-                    // ICMP port-unreachable from an earlier send shows up here on Linux.
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                     Err(_) => continue,
-                },
-                _ = shutdown.wait_for(|s| *s) => break,
+                }
+            } else {
+                tokio::select! {
+                    r = socket.recv_from(&mut buf) => match r {
+                        Ok(x) => x,
+                        // ICMP port-unreachable from an earlier send shows up here on Linux.
+                        Err(_) => continue,
+                    },
+                    _ = closed.wait_for(|c| *c) => { draining = true; continue }
+                    _ = shutdown.wait_for(|s| *s) => break,
+                }
             };
             if request.lossy {
                 if let Some(fault) = cfg.plan.lose_datagram(&cfg.device) {

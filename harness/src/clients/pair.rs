@@ -1,0 +1,350 @@
+//! The caller side of DACP pairing, run from a scenario: a device (iTunes, an Apple TV) sends
+//! `GET /pair?pairingcode=…&servicename=…` to a remote control and, on a 200 `cmpa` answer, trusts
+//! the remote's GUID for `/login` (../shared/protocol-notes.md, DACP pairing). The remote is
+//! either listening already (`address`) or a program to start (`command`: pyatv's `pair`,
+//! `airtwin client remote-pair`) whose port is read from its output.
+//!
+//! Also `airtwin client remote-pair`: a fake remote that serves `/pair`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use airtwin_simulators::dacp::pairing::{
+    self, CodeFormat, PairCall, RemoteAnswer, RemoteConfig, RemoteService,
+};
+use airtwin_simulators::dacp::DacpService;
+use airtwin_simulators::event::Recorder;
+use airtwin_simulators::fault::FaultPlan;
+use airtwin_simulators::shell::{self, ShellConfig};
+use airtwin_simulators::wire::{self, Limits};
+use anyhow::{bail, Context as _, Result};
+use regex::Regex;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::process::Command;
+use tokio::sync::{mpsc, watch};
+
+use super::ClientOutcome;
+use crate::scenario::{PairClientSpec, PairCodeFormat};
+
+/// Matches pyatv's `--debug` line "Started pairing web server at port N" and
+/// `airtwin client remote-pair`'s "pairing web server at port N".
+pub const DEFAULT_PORT_FROM: &str = r"pairing web server at port (\d+)";
+
+fn code_format(f: PairCodeFormat) -> CodeFormat {
+    match f {
+        PairCodeFormat::Upper => CodeFormat::Upper,
+        PairCodeFormat::Lower => CodeFormat::Lower,
+        PairCodeFormat::Short => CodeFormat::Short,
+        PairCodeFormat::Naive => CodeFormat::Naive,
+    }
+}
+
+/// Sends the pairing request to `addr` and reads the answer.
+pub async fn call(addr: SocketAddr, pc: &PairCall, timeout: Duration) -> Result<wire::Response> {
+    let req = pc.request(&addr.to_string());
+    let fut = async {
+        let mut s = TcpStream::connect(addr)
+            .await
+            .with_context(|| format!("cannot connect to the remote at {addr}"))?;
+        s.write_all(&req.encode()).await?;
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            if let Some((resp, _)) = wire::parse_response(&buf, &Limits::default())? {
+                return Ok::<_, anyhow::Error>(resp);
+            }
+            let n = s.read(&mut chunk).await?;
+            if n == 0 {
+                bail!("the remote closed the connection without an answer");
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+    };
+    tokio::time::timeout(timeout, fut)
+        .await
+        .map_err(|_| anyhow::anyhow!("the remote did not answer within {timeout:?}"))?
+}
+
+/// What a started remote printed, line by line, from stdout and stderr together.
+struct Started {
+    child: tokio::process::Child,
+    pgid: Option<i32>,
+    lines: mpsc::UnboundedReceiver<String>,
+}
+
+fn start(argv: &[String], env: &BTreeMap<String, String>, cwd: &Path) -> Result<Started> {
+    let mut cmd = Command::new(&argv[0]);
+    cmd.args(&argv[1..])
+        .envs(env)
+        .current_dir(cwd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    let mut child = cmd.spawn().with_context(|| {
+        format!(
+            "{}: cannot start (a third-party peer? install it with `ci/install-peers`)",
+            argv[0]
+        )
+    })?;
+    let pgid = child.id().map(|p| p as i32);
+    let (tx, rx) = mpsc::unbounded_channel();
+    let out = child.stdout.take().expect("piped");
+    let err = child.stderr.take().expect("piped");
+    for pipe in [
+        Box::new(out) as Box<dyn tokio::io::AsyncRead + Unpin + Send>,
+        Box::new(err),
+    ] {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(pipe).lines();
+            while let Ok(Some(l)) = lines.next_line().await {
+                if tx.send(l).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    Ok(Started {
+        child,
+        pgid,
+        lines: rx,
+    })
+}
+
+fn kill_group(pgid: Option<i32>) {
+    if let Some(pgid) = pgid {
+        // SAFETY: killpg only sends a signal; an exited group gives ESRCH.
+        unsafe {
+            libc::killpg(pgid, libc::SIGKILL);
+        }
+    }
+}
+
+/// Runs a `pair` client of a scenario. `argv`/`env` are already substituted.
+#[allow(clippy::too_many_arguments)]
+pub async fn run(
+    spec: &PairClientSpec,
+    dacp: Option<Arc<DacpService>>,
+    argv: Option<Vec<String>>,
+    env: &BTreeMap<String, String>,
+    cwd: &Path,
+    timeout: Duration,
+    mut cancel: watch::Receiver<bool>,
+) -> ClientOutcome {
+    let started = Instant::now();
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut log = String::new();
+    let mut remote_out = String::new();
+    let mut outcome = ClientOutcome::default();
+    let Some(dacp) = dacp else {
+        return ClientOutcome::failed_to_start(
+            format!("device {} has no DACP library", spec.device),
+            Duration::ZERO,
+        );
+    };
+    let service_name = spec
+        .servicename
+        .clone()
+        .unwrap_or_else(|| format!("{:016X}", dacp.config.library_id));
+    let pc = PairCall {
+        pair: spec.pair.clone(),
+        pin: spec.pin.clone(),
+        service_name,
+        format: code_format(spec.code_format),
+    };
+    let mut remote: Option<Started> = None;
+    let addr: Result<SocketAddr> = match (&spec.address, argv) {
+        (Some(a), _) => a
+            .parse()
+            .with_context(|| format!("address {a:?} is not HOST:PORT")),
+        (None, Some(argv)) => match start(&argv, env, cwd) {
+            Err(e) => Err(e),
+            Ok(mut s) => {
+                let re = Regex::new(spec.port_from.as_deref().unwrap_or(DEFAULT_PORT_FROM))
+                    .expect("checked when the scenario was loaded");
+                let mut found = None;
+                loop {
+                    let line = tokio::select! {
+                        l = s.lines.recv() => l,
+                        _ = tokio::time::sleep_until(deadline) => None,
+                        _ = cancel.wait_for(|c| *c) => None,
+                    };
+                    let Some(line) = line else { break };
+                    let _ = writeln!(remote_out, "{line}");
+                    if let Some(port) = re
+                        .captures(&line)
+                        .and_then(|c| c.get(1))
+                        .and_then(|m| m.as_str().parse::<u16>().ok())
+                    {
+                        found = Some(port);
+                        break;
+                    }
+                }
+                if let (Some(_), Some(ready)) = (found, &spec.ready_from) {
+                    let ready = Regex::new(ready).expect("checked when the scenario was loaded");
+                    let mut seen = false;
+                    while !seen {
+                        let line = tokio::select! {
+                            l = s.lines.recv() => l,
+                            _ = tokio::time::sleep_until(deadline) => None,
+                            _ = cancel.wait_for(|c| *c) => None,
+                        };
+                        let Some(line) = line else { break };
+                        let _ = writeln!(remote_out, "{line}");
+                        seen = ready.is_match(&line);
+                    }
+                    if !seen {
+                        found = None;
+                    }
+                }
+                remote = Some(s);
+                found
+                    .map(|p| SocketAddr::from(([127, 0, 0, 1], p)))
+                    .context("the remote never printed its port")
+            }
+        },
+        (None, None) => Err(anyhow::anyhow!("no remote: give address or command")),
+    };
+    let result: Result<()> = async {
+        let addr = addr?;
+        let _ = writeln!(
+            log,
+            "pair: GET /pair?pairingcode={}&servicename={} to {addr}",
+            pc.code(),
+            pc.service_name
+        );
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let resp = call(addr, &pc, left).await?;
+        let _ = writeln!(log, "pair: answered {} {}", resp.status, resp.reason);
+        let answer = pairing::parse_answer(&resp)?;
+        dacp.add_pairing(answer.guid, &answer.name, &answer.device_type);
+        let _ = writeln!(
+            log,
+            "paired: guid {} name {:?} type {:?}",
+            pairing::format_guid(answer.guid),
+            answer.name,
+            answer.device_type
+        );
+        Ok(())
+    }
+    .await;
+    match &result {
+        Ok(()) => outcome.exit = Some(0),
+        Err(e) => {
+            let _ = writeln!(log, "FAIL pairing: {e:#}");
+            outcome.exit = Some(1);
+        }
+    }
+    if let Some(mut s) = remote {
+        // Let the remote finish (pyatv prints its result when its stdin closes).
+        let status = tokio::select! {
+            st = s.child.wait() => st.ok(),
+            _ = tokio::time::sleep_until(deadline) => { outcome.timed_out = true; None }
+            _ = cancel.wait_for(|c| *c) => { outcome.interrupted = true; None }
+        };
+        kill_group(s.pgid);
+        let _ = s.child.wait().await;
+        while let Ok(Some(line)) =
+            tokio::time::timeout(Duration::from_millis(500), s.lines.recv()).await
+        {
+            let _ = writeln!(remote_out, "{line}");
+        }
+        let _ = writeln!(
+            log,
+            "remote: {}",
+            match status {
+                Some(st) => match (st.code(), st.signal()) {
+                    (Some(c), _) => format!("exited {c}"),
+                    (None, Some(sig)) => format!("killed by signal {sig}"),
+                    _ => "ended".into(),
+                },
+                None => "killed at the timeout".into(),
+            }
+        );
+        if outcome.timed_out || outcome.interrupted {
+            outcome.exit = None;
+        }
+    }
+    outcome.stdout = log;
+    outcome.stderr = remote_out;
+    outcome.duration = started.elapsed();
+    outcome
+}
+
+/// Options of `airtwin client remote-pair`.
+pub struct RemoteOptions {
+    pub config: RemoteConfig,
+    pub port: u16,
+    pub timeout: Duration,
+}
+
+/// `airtwin client remote-pair`: serves `/pair` on 127.0.0.1 until one request is answered or the
+/// timeout passes. Exit status 0 when a pairing was accepted.
+pub async fn remote(opts: RemoteOptions) -> Result<bool> {
+    let service = Arc::new(RemoteService::new(opts.config.clone()));
+    let listener = shell::bind(SocketAddr::from(([127, 0, 0, 1], opts.port))).await?;
+    let port = listener.local_addr()?.port();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let cfg = ShellConfig {
+        device: "remote".into(),
+        recorder: Recorder::shared(),
+        plan: Arc::new(FaultPlan::empty()),
+        limits: Limits::default(),
+        idle_timeout: Duration::from_secs(30),
+        shutdown: stop_rx,
+    };
+    let mut changes = service.changes.subscribe();
+    shell::spawn(listener, service.clone(), cfg, "pair");
+    println!(
+        "remote-pair: Pair={} pairing web server at port {port}",
+        opts.config.pair()
+    );
+    use std::io::Write as _;
+    let _ = std::io::stdout().flush();
+    let got = tokio::time::timeout(opts.timeout, changes.changed()).await;
+    // The answer is written right after the outcome is recorded.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let _ = stop_tx.send(true);
+    if got.is_err() {
+        println!("remote-pair: no pairing request within {:?}", opts.timeout);
+        return Ok(false);
+    }
+    let outcomes = service
+        .outcomes
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    let accepted = outcomes.iter().any(|o| o.accepted);
+    for o in &outcomes {
+        println!(
+            "remote-pair: request from servicename {} {}",
+            o.service_name,
+            if o.accepted {
+                "accepted"
+            } else {
+                "refused (500)"
+            }
+        );
+    }
+    Ok(accepted)
+}
+
+/// Parses `--answer`.
+pub fn parse_answer(s: &str) -> Result<RemoteAnswer> {
+    Ok(match s {
+        "ok" => RemoteAnswer::Ok,
+        "500" | "error500" => RemoteAnswer::Error500,
+        "malformed" => RemoteAnswer::Malformed,
+        "no-cmpg" | "missing-guid" => RemoteAnswer::MissingGuid,
+        other => bail!("--answer {other:?}: ok, 500, malformed or no-cmpg"),
+    })
+}

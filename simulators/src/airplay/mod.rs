@@ -1,0 +1,17 @@
+//! The Apple TV, AirPlay side: one port (7000 on a real device) that carries RTSP/1.0 and
+//! HTTP/1.1 alike (seeds/airplay-info-fp-setup.txt).
+//!
+//! - [`info`]: `GET /info`, the binary plist of who the device is, and its `txtAirPlay` record;
+//! - [`fairplay`]: `POST /fp-setup`, the FPLY phases 1 and 3 with their fixed replies;
+//! - [`video`]: the classic AirPlay video API (`/play`, `/playback-info`, `/scrub`, `/rate`,
+//!   `/stop`, `/server-info`) on a simulated clock;
+//! - [`service`]: the [`crate::service::Service`] that routes those and hands every RAOP audio
+//!   request to the AirPort Express core ([`crate::raop::RaopService`]), which it wraps.
+
+pub mod fairplay;
+pub mod discovery;
+pub mod info;
+pub mod service;
+pub mod video;
+
+pub use service::{AirplayConfig, AirplayService, AirplayState};

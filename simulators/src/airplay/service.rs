@@ -1,0 +1,778 @@
+//! The Apple TV's AirPlay port as one [`Service`]: `GET /info`, `POST /fp-setup` and the video
+//! API are answered here; every other request (OPTIONS, ANNOUNCE, SETUP, RECORD, … and pyatv's
+//! `/feedback`, `/auth-setup`) goes to the RAOP core it wraps, so an Apple TV receives RAOP audio
+//! exactly as an AirPort Express does. RTSP responses follow the same rules either way
+//! ([`RaopService`]'s `decorate`: `Date`, `Session`, `CSeq`, `Server`, `Audio-Jack-Status`).
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::SystemTime;
+
+use ed25519_dalek::SigningKey;
+use plist::{Dictionary, Value};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+
+use super::fairplay::{self, FpRequest};
+use super::info::{self, DisplayInfo, InfoIdentity, InfoQuery};
+use super::video::{Video, VideoReply};
+use crate::raop::session::RaopConn;
+use crate::raop::{RaopConfig, RaopService};
+use crate::service::{ConnInfo, Context, Outcome, Service};
+use crate::wire::{Protocol, Request, Response};
+
+/// The AirPlay side of an Apple TV.
+#[derive(Clone)]
+pub struct AirplayConfig {
+    /// What `/info` reports.
+    pub info: InfoIdentity,
+    /// Ed25519 key pair whose public half is `/info`'s `pk`, derived from the scenario seed.
+    pub signing_key: SigningKey,
+    /// Seconds every `POST /play` URL lasts on the simulated clock.
+    pub video_duration: f64,
+}
+
+/// Features of the default Apple TV: bits 0-2, 4-6, 8-22, 27-28, 30 (video, photo, screen,
+/// audio, …). Bits 38 (SupportsUnifiedMediaControl), 43 (SupportsSystemPairing) and 48
+/// (SupportsCoreUtilsPairingAndEncryption) stay off: they send pyatv down HomeKit pairing and
+/// AirPlay 2 (peers.md), which this device does not do.
+pub const DEFAULT_FEATURES: u64 = 0x5A7F_FFF7;
+
+/// Feature bits that switch senders to HomeKit pairing / AirPlay 2 (peers.md).
+pub const HOMEKIT_BITS: [u32; 3] = [38, 43, 48];
+
+/// `Audio-Jack-Status` of an Apple TV (seeds/airplay-info-fp-setup.txt).
+pub const AUDIO_JACK: &str = "Connected; type=digital";
+
+/// A generator for the identity of device `name` under `seed`.
+fn identity_rng(seed: u64, name: &str) -> ChaCha8Rng {
+    // FNV-1a of the name, so two Apple TVs of one scenario differ.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in name.bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    ChaCha8Rng::seed_from_u64(seed ^ h ^ 0xA1B7_0001)
+}
+
+/// A version-4-shaped UUID from 16 random bytes.
+fn uuid(bytes: [u8; 16]) -> String {
+    let mut b = bytes;
+    b[6] = (b[6] & 0x0F) | 0x40;
+    b[8] = (b[8] & 0x3F) | 0x80;
+    let h = info::hex(&b);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+impl AirplayConfig {
+    /// The default Apple TV named `name`: model AppleTV3,2, MAC AA:BB:CC:DD:EE:FF and
+    /// sourceVersion 220.68 as in seeds/airplay-info-fp-setup.txt; key pair, `pi` and display
+    /// uuid from `seed`.
+    pub fn apple_tv(name: &str, seed: u64) -> Self {
+        let mut rng = identity_rng(seed, name);
+        let signing_key = SigningKey::from_bytes(&rng.gen::<[u8; 32]>());
+        let pi = uuid(rng.gen());
+        let display_uuid = uuid(rng.gen());
+        let mac = "AA:BB:CC:DD:EE:FF".to_string();
+        AirplayConfig {
+            info: InfoIdentity {
+                device_id: mac.clone(),
+                mac_address: mac,
+                model: "AppleTV3,2".into(),
+                name: name.to_string(),
+                pi,
+                pk: signing_key.verifying_key().to_bytes(),
+                features: DEFAULT_FEATURES,
+                status_flags: 4,
+                vv: 2,
+                source_version: "220.68".into(),
+                initial_volume: -20.0,
+                display: DisplayInfo {
+                    width: 1920,
+                    height: 1080,
+                    refresh_rate: 60.0,
+                    uuid: display_uuid,
+                },
+                overrides: Vec::new(),
+            },
+            signing_key,
+            video_duration: 3.0,
+        }
+    }
+
+    /// The RAOP core of the same device: its MAC, model and source version, a digital audio jack.
+    pub fn raop_config(&self, seed: u64) -> RaopConfig {
+        let mut raop = RaopConfig::airport_express(&self.info.name);
+        if let Some(mac) = parse_mac(&self.info.mac_address) {
+            raop.hw_addr = mac;
+        }
+        raop.model = self.info.model.clone();
+        raop.source_version = self.info.source_version.clone();
+        raop.audio_jack = AUDIO_JACK.into();
+        raop.seed = seed;
+        raop
+    }
+}
+
+/// `AA:BB:CC:DD:EE:FF` → bytes.
+fn parse_mac(s: &str) -> Option<[u8; 6]> {
+    let hex: String = s.chars().filter(|c| c.is_ascii_hexdigit()).collect();
+    let bytes = fairplay::decode_hex(&hex)?;
+    bytes.try_into().ok()
+}
+
+/// What the FairPlay exchanges left behind, device-wide.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct FpRecord {
+    /// Mode of every phase-1 request, in order.
+    pub phase1_modes: Vec<u8>,
+    /// Phase-3 requests answered.
+    pub phase3: u64,
+    /// The last phase-3 key message, hex.
+    pub key_message: Option<String>,
+}
+
+/// Device-wide state of the AirPlay side.
+#[derive(Debug, Clone, Default)]
+pub struct AirplayState {
+    pub video: Video,
+    pub fp_setup: FpRecord,
+    pub info_requests: u64,
+}
+
+/// Per-connection state: the RAOP session and the FairPlay phases of this connection.
+pub struct AirplayConn {
+    pub raop: RaopConn,
+    pub fp_mode: Option<u8>,
+    pub key_message: Option<Vec<u8>>,
+}
+
+/// The AirPlay core of an Apple TV.
+pub struct AirplayService {
+    pub config: AirplayConfig,
+    /// The RAOP core that receives audio on the same port.
+    pub raop: Arc<RaopService>,
+    pub state: Arc<Mutex<AirplayState>>,
+}
+
+impl AirplayService {
+    pub fn new(config: AirplayConfig, raop: RaopConfig) -> Self {
+        AirplayService {
+            config,
+            raop: Arc::new(RaopService::new(raop)),
+            state: Arc::new(Mutex::new(AirplayState::default())),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, AirplayState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The state as JSON for expectations: `video` (url, state, position at `now` …), `fp_setup`
+    /// and `info_requests`.
+    pub fn state_json(&self, now: SystemTime) -> serde_json::Value {
+        let st = self.lock();
+        serde_json::json!({
+            "video": st.video.view(now),
+            "fp_setup": st.fp_setup,
+            "info_requests": st.info_requests,
+        })
+    }
+
+    fn respond(
+        &self,
+        conn: &AirplayConn,
+        req: &Request,
+        status: u16,
+        cx: &Context<'_>,
+    ) -> Response {
+        let mut r = Response::new(req.protocol, status);
+        self.decorate(conn, Some(req), &mut r, cx);
+        r
+    }
+
+    fn refuse(
+        &self,
+        conn: &AirplayConn,
+        req: &Request,
+        status: u16,
+        why: &str,
+        cx: &mut Context<'_>,
+    ) -> Outcome {
+        cx.warn(format!("{} {}: {status} {why}", req.method, req.path()));
+        Outcome::Respond(self.respond(conn, req, status, cx).with_reason_text(why))
+    }
+
+    fn plist(
+        &self,
+        conn: &AirplayConn,
+        req: &Request,
+        dict: Dictionary,
+        cx: &mut Context<'_>,
+    ) -> Outcome {
+        match info::encode(dict) {
+            Ok(body) => Outcome::Respond(
+                self.respond(conn, req, 200, cx)
+                    .with_body("application/x-apple-binary-plist", body),
+            ),
+            Err(e) => self.refuse(conn, req, 500, &format!("plist: {e}"), cx),
+        }
+    }
+
+    fn info(&self, conn: &AirplayConn, req: &Request, cx: &mut Context<'_>) -> Outcome {
+        let query = info::parse_query(&req.body).unwrap_or_else(|e| {
+            cx.warn(format!("GET /info {e}; answering the full /info"));
+            InfoQuery::Full
+        });
+        self.lock().info_requests += 1;
+        let dict = match query {
+            InfoQuery::Full => info::info_dict(&self.config.info, req.cseq().is_some()),
+            InfoQuery::TxtAirPlay => {
+                cx.info("GET /info qualifier txtAirPlay: TXT record only");
+                info::txt_dict(&self.config.info)
+            }
+        };
+        self.plist(conn, req, dict, cx)
+    }
+
+    fn fp_setup(&self, conn: &mut AirplayConn, req: &Request, cx: &mut Context<'_>) -> Outcome {
+        let octets = |this: &Self, conn: &AirplayConn, cx: &Context<'_>, body: Vec<u8>| {
+            Outcome::Respond(
+                this.respond(conn, req, 200, cx)
+                    .with_body("application/octet-stream", body),
+            )
+        };
+        let parsed = match fairplay::parse(&req.body) {
+            Ok(p) => p,
+            Err(e) => {
+                // Receivers answer 200 with an empty body (protocol-notes.md).
+                cx.warn(format!(
+                    "POST /fp-setup: {e}; answered 200 with an empty body"
+                ));
+                return octets(self, conn, cx, Vec::new());
+            }
+        };
+        if parsed.bad_signature {
+            cx.warn(format!(
+                "POST /fp-setup: signature {:02x?} is not FPLY; answered anyway, as receivers do",
+                &req.body[..4]
+            ));
+        }
+        match parsed.request {
+            FpRequest::Phase1 { mode } => {
+                conn.fp_mode = Some(mode);
+                self.lock().fp_setup.phase1_modes.push(mode);
+                let answer = cx.params.fp_reply_mode.unwrap_or(mode);
+                cx.info(format!("fp-setup phase 1, mode {mode}"));
+                match fairplay::phase1_reply(answer) {
+                    Some(reply) => octets(self, conn, cx, reply.to_vec()),
+                    None => octets(self, conn, cx, Vec::new()),
+                }
+            }
+            FpRequest::Phase3 { key_message } => {
+                if conn.fp_mode.is_none() {
+                    cx.warn("POST /fp-setup: phase 3 before phase 1 on this connection");
+                }
+                let from = cx.params.fp_echo_offset.unwrap_or(fairplay::ECHO_OFFSET);
+                let reply = fairplay::phase3_reply(&key_message, from);
+                let text = info::hex(&key_message);
+                cx.info(format!("fp-setup phase 3 key message (164 bytes): {text}"));
+                {
+                    let mut st = self.lock();
+                    st.fp_setup.phase3 += 1;
+                    st.fp_setup.key_message = Some(text);
+                }
+                conn.key_message = Some(key_message);
+                octets(self, conn, cx, reply)
+            }
+        }
+    }
+
+    fn server_info(&self) -> Dictionary {
+        let id = &self.config.info;
+        let mut d = Dictionary::new();
+        d.insert("deviceid".into(), id.device_id.clone().into());
+        d.insert("features".into(), Value::Integer(id.features.into()));
+        d.insert("macAddress".into(), id.mac_address.clone().into());
+        d.insert("model".into(), id.model.clone().into());
+        d.insert("protovers".into(), "1.0".into());
+        d.insert("srcvers".into(), id.source_version.clone().into());
+        d.insert("vv".into(), Value::Integer(id.vv.into()));
+        d
+    }
+
+    fn video(&self, conn: &AirplayConn, req: &Request, cx: &mut Context<'_>) -> Outcome {
+        let now = cx.now;
+        let ctype = req.headers.get("Content-Type").unwrap_or("");
+        let reply = {
+            let mut st = self.lock();
+            let v = &mut st.video;
+            match (req.method.as_str(), req.path()) {
+                ("POST", "/play") => {
+                    let r = v.play(&req.body, ctype, self.config.video_duration, now);
+                    if r == VideoReply::Ok {
+                        cx.info(format!(
+                            "playing {} for {:.1}s",
+                            v.url.as_deref().unwrap_or(""),
+                            v.duration
+                        ));
+                    }
+                    r
+                }
+                ("GET", "/playback-info") => v.playback_info(now),
+                ("GET", "/scrub") => v.scrub_get(now),
+                ("POST", "/scrub") => v.scrub_set(req.query_param("position"), now),
+                ("POST", "/rate") => v.set_rate(req.query_param("value"), now),
+                ("POST", "/stop") => v.stop(now),
+                _ => VideoReply::Plist(self.server_info()),
+            }
+        };
+        match reply {
+            VideoReply::Plist(d) => self.plist(conn, req, d, cx),
+            VideoReply::Text(t) => Outcome::Respond(
+                self.respond(conn, req, 200, cx)
+                    .with_body("text/parameters", t.into_bytes()),
+            ),
+            VideoReply::Ok => Outcome::Respond(self.respond(conn, req, 200, cx)),
+            VideoReply::Refuse(status, why) => self.refuse(conn, req, status, &why, cx),
+        }
+    }
+}
+
+impl Service for AirplayService {
+    type Conn = AirplayConn;
+
+    fn open(&self, conn: &ConnInfo) -> AirplayConn {
+        AirplayConn {
+            raop: self.raop.open(conn),
+            fp_mode: None,
+            key_message: None,
+        }
+    }
+
+    fn handle(&self, conn: &mut AirplayConn, req: &Request, cx: &mut Context<'_>) -> Outcome {
+        match (req.method.as_str(), req.path()) {
+            ("GET", "/info") => self.info(conn, req, cx),
+            ("POST", "/fp-setup") => self.fp_setup(conn, req, cx),
+            ("POST", "/play" | "/scrub" | "/rate" | "/stop")
+            | ("GET", "/playback-info" | "/scrub" | "/server-info") => self.video(conn, req, cx),
+            _ => self.raop.handle(&mut conn.raop, req, cx),
+        }
+    }
+
+    fn complete(
+        &self,
+        conn: &mut AirplayConn,
+        req: &Request,
+        ports: &[u16],
+        cx: &mut Context<'_>,
+    ) -> Response {
+        self.raop.complete(&mut conn.raop, req, ports, cx)
+    }
+
+    fn resume(&self, conn: &mut AirplayConn, req: &Request, cx: &mut Context<'_>) -> Outcome {
+        self.raop.resume(&mut conn.raop, req, cx)
+    }
+
+    /// RTSP responses: the RAOP core's rules (seeds/airplay-info-fp-setup.txt). HTTP/1.x
+    /// responses (the video API): `Date` and `Server` (RFC 9110 §6.6.1, §10.2.4), and `CSeq`
+    /// only when the request carried one.
+    fn decorate(
+        &self,
+        conn: &AirplayConn,
+        req: Option<&Request>,
+        resp: &mut Response,
+        cx: &Context<'_>,
+    ) {
+        match req {
+            Some(r) if r.protocol != Protocol::Rtsp10 => {
+                if let Some(cseq) = r.cseq() {
+                    resp.headers.set("CSeq", cseq);
+                }
+                resp.headers.set("Date", httpdate::fmt_http_date(cx.now));
+                resp.headers.set(
+                    "Server",
+                    format!("AirTunes/{}", self.config.info.source_version),
+                );
+            }
+            _ => self.raop.decorate(&conn.raop, req, resp, cx),
+        }
+    }
+
+    fn close(&self, conn: AirplayConn) {
+        self.raop.close(conn.raop);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fault::CoreParams;
+    use crate::service::Note;
+    use rstest::rstest;
+    use std::io::Cursor;
+    use std::net::SocketAddr;
+    use std::time::Duration;
+
+    const SDP_L16: &str = "v=0\r\no=x 1 0 IN IP4 127.0.0.1\r\ns=x\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 0 RTP/AVP 96\r\na=rtpmap:96 L16/44100/2\r\na=fmtp:96 352\r\n";
+
+    fn conn(index: u64) -> ConnInfo {
+        ConnInfo {
+            device: "tv".into(),
+            index,
+            peer: "127.0.0.1:40000".parse::<SocketAddr>().unwrap(),
+            local: "127.0.0.1:7000".parse::<SocketAddr>().unwrap(),
+        }
+    }
+
+    fn service(session: Option<&str>) -> AirplayService {
+        let config = AirplayConfig::apple_tv("tv", 9);
+        let mut raop = config.raop_config(9);
+        raop.session_id = session.map(str::to_string);
+        AirplayService::new(config, raop)
+    }
+
+    fn req(method: &str, uri: &str, cseq: u32) -> Request {
+        let mut r = Request::new(method, uri, Protocol::Rtsp10);
+        r.headers.set("CSeq", cseq.to_string());
+        r
+    }
+
+    fn at() -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000)
+    }
+
+    fn drive_with(
+        svc: &AirplayService,
+        c: &mut AirplayConn,
+        info: &ConnInfo,
+        r: &Request,
+        params: &CoreParams,
+        now: SystemTime,
+    ) -> (Response, Vec<Note>) {
+        let mut cx = Context::new(info, now, params);
+        let resp = match svc.handle(c, r, &mut cx) {
+            Outcome::Respond(x) | Outcome::RespondAndClose(x) => x,
+            Outcome::OpenUdp(reqs) => {
+                assert_eq!(reqs.len(), 3);
+                svc.complete(c, r, &[6000, 6001, 6002], &mut cx)
+            }
+            Outcome::Wait { .. } => panic!("the Apple TV never defers an answer"),
+        };
+        (resp, cx.notes)
+    }
+
+    fn drive(
+        svc: &AirplayService,
+        c: &mut AirplayConn,
+        info: &ConnInfo,
+        r: &Request,
+    ) -> (Response, Vec<Note>) {
+        drive_with(svc, c, info, r, &CoreParams::default(), at())
+    }
+
+    fn warnings(notes: &[Note]) -> usize {
+        notes
+            .iter()
+            .filter(|n| matches!(n, Note::Warning(_)))
+            .count()
+    }
+
+    fn body_for(method: &str, r: &mut Request) {
+        match method {
+            "ANNOUNCE" => {
+                r.headers.set("Content-Type", "application/sdp");
+                r.body = SDP_L16.as_bytes().to_vec();
+            }
+            "SETUP" => r.headers.set(
+                "Transport",
+                "RTP/AVP/UDP;unicast;mode=record;control_port=1;timing_port=2",
+            ),
+            "SET_PARAMETER" => {
+                r.headers.set("Content-Type", "text/parameters");
+                r.body = b"volume: -11.5\r\n".to_vec();
+            }
+            "GET_PARAMETER" => {
+                r.headers.set("Content-Type", "text/parameters");
+                r.body = b"volume\r\n".to_vec();
+            }
+            _ => {}
+        }
+    }
+
+    /// seeds/airplay-info-fp-setup.txt, for the Apple TV: every response carries `Date`,
+    /// `Session` (one value for the connection; the scenario may fix it), `CSeq` echoed,
+    /// `Server: AirTunes/220.68`, and `Audio-Jack-Status: Connected; type=digital` except to
+    /// RECORD and SET_PARAMETER.
+    #[rstest]
+    #[case::get_info("GET", "/info", 200, true)]
+    #[case::fp_setup_phase1("POST", "/fp-setup", 200, true)]
+    #[case::options("OPTIONS", "*", 200, true)]
+    #[case::announce("ANNOUNCE", "rtsp://127.0.0.1/1", 200, true)]
+    #[case::setup("SETUP", "rtsp://127.0.0.1/1", 200, true)]
+    #[case::record("RECORD", "rtsp://127.0.0.1/1", 200, false)]
+    #[case::flush("FLUSH", "rtsp://127.0.0.1/1", 200, true)]
+    #[case::set_parameter("SET_PARAMETER", "rtsp://127.0.0.1/1", 200, false)]
+    #[case::get_parameter("GET_PARAMETER", "rtsp://127.0.0.1/1", 200, true)]
+    #[case::teardown("TEARDOWN", "rtsp://127.0.0.1/1", 200, true)]
+    #[case::post_feedback("POST", "/feedback", 200, true)]
+    #[case::post_auth_setup("POST", "/auth-setup", 200, true)]
+    #[case::unknown_path("GET", "/nope", 404, true)]
+    #[case::unknown_method("PLAY_SOMETHING", "*", 501, true)]
+    fn every_rtsp_response_follows_the_rules(
+        #[case] method: &str,
+        #[case] uri: &str,
+        #[case] status: u16,
+        #[case] jack: bool,
+        #[values(None, Some("CAFEBABE"))] session: Option<&str>,
+    ) {
+        let svc = service(session);
+        let info = conn(0);
+        let mut c = svc.open(&info);
+        let mut cseq = 1;
+        let (first, _) = drive(&svc, &mut c, &info, &req("OPTIONS", "*", cseq));
+        let needs_announce = matches!(method, "SETUP" | "RECORD" | "FLUSH" | "TEARDOWN");
+        let needs_setup = matches!(method, "RECORD" | "FLUSH");
+        for (step, needed) in [("ANNOUNCE", needs_announce), ("SETUP", needs_setup)] {
+            if needed {
+                cseq += 1;
+                let mut r = req(step, "rtsp://127.0.0.1/1", cseq);
+                body_for(step, &mut r);
+                assert_eq!(drive(&svc, &mut c, &info, &r).0.status, 200, "{step}");
+            }
+        }
+        let mut r = req(method, uri, cseq + 40);
+        body_for(method, &mut r);
+        if uri == "/fp-setup" {
+            r.body = fairplay::phase1_request(1).to_vec();
+        }
+        let (resp, _) = drive(&svc, &mut c, &info, &r);
+        assert_eq!(resp.status, status, "{method} {uri}");
+        assert_eq!(
+            resp.headers.get("CSeq"),
+            Some((cseq + 40).to_string().as_str())
+        );
+        assert_eq!(
+            resp.headers.get("Date"),
+            Some("Tue, 14 Nov 2023 22:13:20 GMT")
+        );
+        assert_eq!(resp.headers.get("Server"), Some("AirTunes/220.68"));
+        let s = resp.headers.get("Session").expect("Session");
+        assert_eq!(Some(s), first.headers.get("Session"), "Session changed");
+        if let Some(fixed) = session {
+            assert_eq!(s, fixed);
+        }
+        assert_eq!(
+            resp.headers.get("Audio-Jack-Status"),
+            jack.then_some(AUDIO_JACK),
+            "{method}: Audio-Jack-Status"
+        );
+    }
+
+    #[test]
+    fn session_differs_between_connections_unless_fixed() {
+        let svc = service(None);
+        let (a, b) = (conn(0), conn(1));
+        let mut ca = svc.open(&a);
+        let mut cb = svc.open(&b);
+        let sa = drive(&svc, &mut ca, &a, &req("OPTIONS", "*", 1)).0;
+        let sb = drive(&svc, &mut cb, &b, &req("OPTIONS", "*", 1)).0;
+        assert_ne!(sa.headers.get("Session"), sb.headers.get("Session"));
+    }
+
+    #[test]
+    fn info_is_a_binary_plist_with_the_seed_derived_ed25519_key() {
+        let svc = service(None);
+        let info = conn(0);
+        let mut c = svc.open(&info);
+        let (resp, notes) = drive(&svc, &mut c, &info, &req("GET", "/info", 0));
+        assert_eq!(warnings(&notes), 0);
+        assert_eq!(
+            resp.headers.get("Content-Type"),
+            Some("application/x-apple-binary-plist")
+        );
+        let v = Value::from_reader(Cursor::new(&resp.body)).unwrap();
+        let d = v.as_dictionary().unwrap();
+        let pk = d["pk"].as_data().unwrap();
+        let again = AirplayConfig::apple_tv("tv", 9);
+        assert_eq!(pk, again.signing_key.verifying_key().as_bytes());
+        assert_ne!(pk, AirplayConfig::apple_tv("tv", 10).info.pk);
+        assert_ne!(pk, AirplayConfig::apple_tv("den", 9).info.pk);
+        assert!(d
+            .get("initialVolume")
+            .is_some_and(|v| v.as_real().is_some()));
+        assert_eq!(d["features"].as_unsigned_integer(), Some(DEFAULT_FEATURES));
+        for bit in HOMEKIT_BITS {
+            assert_eq!(DEFAULT_FEATURES >> bit & 1, 0, "bit {bit}");
+        }
+    }
+
+    #[test]
+    fn qualifier_gets_only_the_txt_record() {
+        let svc = service(None);
+        let info = conn(0);
+        let mut c = svc.open(&info);
+        let mut r = req("GET", "/info", 0);
+        r.headers
+            .set("Content-Type", "application/x-apple-binary-plist");
+        r.body = info::qualifier_body("txtAirPlay");
+        let (resp, _) = drive(&svc, &mut c, &info, &r);
+        let v = Value::from_reader(Cursor::new(&resp.body)).unwrap();
+        let d = v.as_dictionary().unwrap();
+        assert_eq!(d.len(), 1);
+        let txt = info::decode_txt(d["txtAirPlay"].as_data().unwrap()).unwrap();
+        assert!(txt.contains(&("deviceid".into(), "AA:BB:CC:DD:EE:FF".into())));
+    }
+
+    #[rstest]
+    #[case(0)]
+    #[case(1)]
+    #[case(2)]
+    #[case(3)]
+    fn fp_setup_phase1_then_phase3_answer_the_known_bytes(#[case] mode: u8) {
+        let svc = service(None);
+        let info = conn(0);
+        let mut c = svc.open(&info);
+        let mut r = req("POST", "/fp-setup", 1);
+        r.headers.set("X-Apple-ET", "32");
+        r.body = fairplay::phase1_request(mode).to_vec();
+        let (resp, notes) = drive(&svc, &mut c, &info, &r);
+        assert_eq!(warnings(&notes), 0);
+        assert_eq!(resp.body[..], fairplay::phase1_reply(mode).unwrap()[..]);
+        let payload: [u8; 152] = std::array::from_fn(|i| (i * 7) as u8);
+        r.body = fairplay::phase3_request(&payload);
+        let (resp, notes) = drive(&svc, &mut c, &info, &r);
+        assert_eq!(warnings(&notes), 0);
+        assert_eq!(resp.body[..12], fairplay::PHASE3_HEADER);
+        assert_eq!(resp.body[12..], r.body[144..164]);
+        assert!(notes
+            .iter()
+            .any(|n| matches!(n, Note::Info(t) if t.contains("key message"))));
+        let st = svc.state_json(at());
+        assert_eq!(st["fp_setup"]["phase1_modes"], serde_json::json!([mode]));
+        assert_eq!(st["fp_setup"]["phase3"], 1);
+    }
+
+    #[rstest]
+    #[case::not_fply(b"XPLY\x03\x01\x01\0\0\0\0\x04\x02\0\x01\xbb".to_vec(), 142)]
+    #[case::version_2(b"FPLY\x02\x01\x01\0\0\0\0\x04\x02\0\x01\xbb".to_vec(), 0)]
+    #[case::mode_7(fairplay::phase1_request(7).to_vec(), 0)]
+    #[case::short(b"FP".to_vec(), 0)]
+    #[case::phase_9(b"FPLY\x03\x01\x09\0".to_vec(), 0)]
+    fn bad_fp_setup_gets_what_receivers_send_and_one_warning(
+        #[case] body: Vec<u8>,
+        #[case] reply_len: usize,
+    ) {
+        let svc = service(None);
+        let info = conn(0);
+        let mut c = svc.open(&info);
+        let mut r = req("POST", "/fp-setup", 1);
+        r.body = body;
+        let (resp, notes) = drive(&svc, &mut c, &info, &r);
+        assert_eq!(resp.status, 200);
+        assert_eq!(resp.body.len(), reply_len);
+        assert_eq!(warnings(&notes), 1, "{notes:?}");
+    }
+
+    #[test]
+    fn fault_parameters_change_the_mode_and_the_echo() {
+        let svc = service(None);
+        let info = conn(0);
+        let mut c = svc.open(&info);
+        let mut r = req("POST", "/fp-setup", 1);
+        r.body = fairplay::phase1_request(0).to_vec();
+        let params = CoreParams {
+            fp_reply_mode: Some(2),
+            fp_echo_offset: Some(0),
+            ..Default::default()
+        };
+        let (resp, _) = drive_with(&svc, &mut c, &info, &r, &params, at());
+        assert_eq!(fairplay::mode_of_reply(&resp.body), Some(2));
+        r.body = fairplay::phase3_request(&[9; 152]);
+        let (resp, _) = drive_with(&svc, &mut c, &info, &r, &params, at());
+        assert_eq!(resp.body[12..], r.body[..20]);
+    }
+
+    #[test]
+    fn video_api_over_http_plays_on_the_clock_and_stops() {
+        let svc = service(None);
+        let info = conn(0);
+        let mut c = svc.open(&info);
+        let http = |method: &str, uri: &str| Request::new(method, uri, Protocol::Http11);
+        let mut play = http("POST", "/play");
+        let mut d = Dictionary::new();
+        d.insert("Content-Location".into(), "http://127.0.0.1/v.mp4".into());
+        d.insert("Start-Position".into(), Value::Integer(0.into()));
+        play.body = info::encode(d).unwrap();
+        play.headers
+            .set("Content-Type", "application/x-apple-binary-plist");
+        let (resp, _) = drive(&svc, &mut c, &info, &play);
+        assert_eq!(resp.status, 200);
+        assert_eq!(resp.protocol, Protocol::Http11);
+        assert!(resp.headers.get("Date").is_some() && resp.headers.get("Session").is_none());
+        let later = at() + Duration::from_millis(1500);
+        let p = CoreParams::default();
+        let (resp, _) = drive_with(
+            &svc,
+            &mut c,
+            &info,
+            &http("GET", "/playback-info"),
+            &p,
+            later,
+        );
+        let v = Value::from_reader(Cursor::new(&resp.body)).unwrap();
+        assert_eq!(v.as_dictionary().unwrap()["position"].as_real(), Some(1.5));
+        drive_with(&svc, &mut c, &info, &http("POST", "/stop"), &p, later);
+        let st = svc.state_json(later + Duration::from_secs(9));
+        assert_eq!(st["video"]["state"], "stopped");
+        assert_eq!(st["video"]["url"], "http://127.0.0.1/v.mp4");
+        assert_eq!(st["video"]["position"], 1.5);
+        let (resp, _) = drive(&svc, &mut c, &info, &http("GET", "/server-info"));
+        assert_eq!(resp.status, 200);
+        let (resp, notes) = drive(&svc, &mut c, &info, &http("POST", "/rate"));
+        assert_eq!((resp.status, warnings(&notes)), (400, 1));
+    }
+
+    proptest::proptest! {
+        /// Whatever the body, /fp-setup and /info answer 200 and never panic.
+        #[test]
+        fn arbitrary_bodies_get_an_answer(
+            body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
+            fply in proptest::prelude::any::<bool>(),
+        ) {
+            let svc = service(None);
+            let info = conn(0);
+            let mut c = svc.open(&info);
+            let mut body = body;
+            if fply {
+                body.splice(0..0, *b"FPLY\x03\x01");
+            }
+            for path in ["/fp-setup", "/info"] {
+                let method = if path == "/info" { "GET" } else { "POST" };
+                let mut r = req(method, path, 1);
+                r.body = body.clone();
+                let (resp, _) = drive(&svc, &mut c, &info, &r);
+                proptest::prop_assert_eq!(resp.status, 200);
+            }
+        }
+    }
+
+    #[test]
+    fn audio_session_goes_to_the_raop_core() {
+        let svc = service(None);
+        let info = conn(0);
+        let mut c = svc.open(&info);
+        let mut a = req("ANNOUNCE", "rtsp://127.0.0.1/1", 1);
+        body_for("ANNOUNCE", &mut a);
+        assert_eq!(drive(&svc, &mut c, &info, &a).0.status, 200);
+        assert_eq!(svc.raop.state.lock().unwrap().sessions_total, 1);
+        svc.close(c);
+        assert_eq!(svc.raop.state.lock().unwrap().active_sessions, 0);
+    }
+}

@@ -1,0 +1,15 @@
+//! DACP (Digital Audio Control Protocol): remote controls (the iOS Remote app, pyatv) driving a
+//! library (iTunes, an Apple TV) over HTTP with DMAP bodies.
+//!
+//! - [`pairing`]: the pairing code, the library calling a remote's `/pair`, and the remote's
+//!   answer;
+//! - [`server`]: the library's DACP/DMAP server, as a [`crate::service::Service`];
+//! - [`state`]: the now-playing state, scripted over time and changed by commands.
+
+pub mod pairing;
+pub mod discovery;
+pub mod server;
+pub mod state;
+
+pub use server::{DacpConfig, DacpService};
+pub use state::{NowPlaying, PlayState, Player};
