@@ -6,9 +6,13 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use airtwin_simulators::airplay::{AirplayConfig, AirplayService};
+use airtwin_simulators::dacp::pairing::parse_guid;
+use airtwin_simulators::dacp::{DacpConfig, DacpService};
 use airtwin_simulators::event::Recorder;
 use airtwin_simulators::fault::{Action, FaultPlan};
 use airtwin_simulators::raop::{keys, RaopConfig, RaopService};
+use airtwin_simulators::service::Service;
 use airtwin_simulators::shell::{self, ShellConfig};
 use airtwin_simulators::wire::Limits;
 use anyhow::{Context as _, Result};
@@ -20,6 +24,11 @@ use crate::scenario::{DeviceKind, DeviceSpec};
 
 /// The address every device listens on.
 pub const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+/// The address a device listens on: its scenario `address`, else [`LOOPBACK`].
+pub fn address_of(spec: &DeviceSpec) -> IpAddr {
+    spec.address.map_or(LOOPBACK, IpAddr::V4)
+}
 
 /// A running device.
 pub struct Device {
@@ -38,6 +47,10 @@ pub struct Device {
 pub struct Parts {
     /// RAOP receiver: `Apple-Challenge`, audio sessions and their captures.
     pub raop: Option<Arc<RaopService>>,
+    /// AirPlay side of an Apple TV: `/info`, fp-setup, the video API (its RAOP core is `raop`).
+    pub airplay: Option<Arc<AirplayService>>,
+    /// DACP library (iTunes, the remote-control side of an Apple TV): sessions, now playing.
+    pub dacp: Option<Arc<DacpService>>,
 }
 
 /// What the ready file says of one device.
@@ -67,6 +80,20 @@ impl Device {
                 keys::public_pem(&s.config.key.to_public_key()),
             );
         }
+        if let Some(a) = &self.parts.airplay {
+            let info = &a.config.info;
+            identity.insert("device_id".into(), info.device_id.clone());
+            identity.insert("model".into(), info.model.clone());
+            identity.insert(
+                "features".into(),
+                airtwin_simulators::airplay::info::features_text(info.features),
+            );
+            identity.insert("pi".into(), info.pi.clone());
+            identity.insert(
+                "pk".into(),
+                airtwin_simulators::airplay::info::hex(&info.pk),
+            );
+        }
         ReadyDevice {
             name: self.name.clone(),
             kind: self.kind.as_str().to_string(),
@@ -88,6 +115,13 @@ impl Device {
         if let Some(s) = &self.parts.raop {
             let st = s.state.lock().unwrap_or_else(|e| e.into_inner());
             merge(serde_json::to_value(&*st).unwrap_or_default());
+        }
+        if let Some(a) = &self.parts.airplay {
+            merge(a.state_json(std::time::SystemTime::now()));
+        }
+        if let Some(d) = &self.parts.dacp {
+            let v = d.state_json(std::time::SystemTime::now());
+            merge(serde_json::json!({ "dacp": v }));
         }
         serde_json::Value::Object(all)
     }
@@ -134,7 +168,228 @@ fn resolve_key(source: &str, base: &Path) -> String {
 pub async fn start(spec: &DeviceSpec, run: &RunContext) -> Result<Device> {
     match spec.kind {
         DeviceKind::AirportExpress => start_airport_express(spec, run).await,
+        DeviceKind::AppleTv => start_apple_tv(spec, run).await,
+        DeviceKind::Itunes => start_itunes(spec, run).await,
     }
+}
+
+/// Keys that `sign_with` faults name, loaded when the device starts so the core never reads files.
+fn sign_with_keys(run: &RunContext) -> Result<Vec<(String, Arc<keys::DeviceKey>)>> {
+    let mut out = Vec::new();
+    for fault in run.plan.faults() {
+        if let Action::SignWith(source) = &fault.action {
+            let resolved = resolve_key(source, &run.base_dir);
+            let key = keys::load_private_key(&resolved)
+                .with_context(|| format!("fault sign_with {source:?}"))?;
+            out.push((source.clone(), Arc::new(key)));
+        }
+    }
+    Ok(out)
+}
+
+/// Listens on 127.0.0.1:`port` and serves `service` there; returns the port and the task.
+async fn listen<S: Service>(
+    spec: &DeviceSpec,
+    run: &RunContext,
+    port: u16,
+    service: Arc<S>,
+    service_name: &str,
+) -> Result<(u16, JoinHandle<()>)> {
+    let listener = shell::bind(SocketAddr::new(address_of(spec), port))
+        .await
+        .with_context(|| {
+            format!(
+                "device {}: cannot listen on {}:{port}",
+                spec.name,
+                address_of(spec)
+            )
+        })?;
+    let bound = listener.local_addr()?.port();
+    let cfg = ShellConfig {
+        device: spec.name.as_str().into(),
+        recorder: run.recorder.clone(),
+        plan: run.plan.clone(),
+        limits: Limits::default(),
+        idle_timeout: Duration::from_secs_f64(spec.idle_timeout.unwrap_or(60.0)),
+        shutdown: run.shutdown.clone(),
+    };
+    Ok((bound, shell::spawn(listener, service, cfg, service_name)))
+}
+
+/// An Apple TV: one port, `airplay` (7000 on a real device; `port` of the scenario), carrying
+/// `/info`, fp-setup, the video API and RAOP audio. Other services of the device get ports of
+/// their own, added to `ports`, `parts` and `tasks` here.
+async fn start_apple_tv(spec: &DeviceSpec, run: &RunContext) -> Result<Device> {
+    let id = &spec.identity;
+    let mut config = AirplayConfig::apple_tv(&spec.name, run.seed);
+    let info = &mut config.info;
+    if let Some(mac) = &id.mac {
+        let bytes = parse_mac(mac).with_context(|| format!("bad MAC {mac:?}"))?;
+        info.mac_address = bytes
+            .iter()
+            .map(|b| format!("{b:02X}"))
+            .collect::<Vec<_>>()
+            .join(":");
+        info.device_id = info.mac_address.clone();
+    }
+    if let Some(v) = &id.device_id {
+        info.device_id = v.clone();
+    }
+    if let Some(v) = &id.name {
+        info.name = v.clone();
+    }
+    if let Some(v) = &id.model {
+        info.model = v.clone();
+    }
+    if let Some(v) = &id.source_version {
+        info.source_version = v.clone();
+    }
+    if let Some(f) = &id.features {
+        info.features = f
+            .value()
+            .with_context(|| format!("device {}: identity.features {f:?}", spec.name))?;
+    }
+    if let Some(v) = &id.pi {
+        info.pi = v.clone();
+    }
+    if let Some(v) = id.status_flags {
+        info.status_flags = v;
+    }
+    if let Some(v) = id.initial_volume {
+        info.initial_volume = v;
+    }
+    for (key, value) in &id.info {
+        let value = (!value.is_null()).then(|| airtwin_simulators::fault::plist_from_json(value));
+        info.overrides.push((key.clone(), value));
+    }
+    if let Some(d) = id.video_duration {
+        config.video_duration = d;
+    }
+    let mut raop = config.raop_config(run.seed);
+    if let Some(key) = &id.key {
+        let source = resolve_key(key, &run.base_dir);
+        raop.key = Arc::new(
+            keys::load_private_key(&source)
+                .with_context(|| format!("device {}: identity.key", spec.name))?,
+        );
+    }
+    raop.session_id = id.session_id.clone();
+    if let Some(n) = spec.max_sessions {
+        raop.max_sessions = n;
+    }
+    raop.extra_keys = sign_with_keys(run)?;
+    let airplay = Arc::new(AirplayService::new(config, raop));
+    let mut ports = BTreeMap::new();
+    let mut tasks = Vec::new();
+    let (port, task) = listen(spec, run, spec.port, airplay.clone(), "airplay").await?;
+    ports.insert("airplay".to_string(), port);
+    tasks.push(task);
+    let dacp_port = spec.dacp.as_ref().map_or(0, |d| d.port);
+    let (port, task, dacp) = start_dacp(spec, run, dacp_port).await?;
+    ports.insert("dacp".to_string(), port);
+    tasks.push(task);
+    Ok(Device {
+        name: spec.name.clone(),
+        kind: spec.kind,
+        address: address_of(spec),
+        ports,
+        parts: Parts {
+            raop: Some(airplay.raop.clone()),
+            airplay: Some(airplay),
+            dacp: Some(dacp),
+        },
+        tasks,
+    })
+}
+
+/// The DACP configuration of a device from its scenario entry.
+pub fn dacp_config(spec: &DeviceSpec, run: &RunContext) -> Result<DacpConfig> {
+    let mut config = DacpConfig::itunes(&spec.name, std::time::SystemTime::now());
+    config.seed = run.seed;
+    // The library id, like the session ids, comes from the seed.
+    // Mixed with the device name, so two libraries of one run differ: the id is also the
+    // `_touch-able._tcp` instance name, which must be unique (RFC 6763 §4.1).
+    let name_hash = spec.name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    config.library_id = (run.seed ^ name_hash).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let Some(d) = &spec.dacp else {
+        return Ok(config);
+    };
+    if let Some(list) = &d.known_guids {
+        config.known_guids = list
+            .iter()
+            .map(|g| {
+                parse_guid(g).with_context(|| {
+                    format!(
+                        "device {}: dacp.known_guids: {g:?} is not 0x and 16 hex digits",
+                        spec.name
+                    )
+                })
+            })
+            .collect::<Result<_>>()?;
+    }
+    if let Some(s) = d.login_status {
+        config.login_status = s;
+    }
+    if let Some(t) = d.session_timeout {
+        config.session_timeout = Duration::from_secs_f64(t.max(0.0));
+    }
+    if let Some(g) = d.gzip {
+        config.gzip = g;
+    }
+    if let Some(n) = &d.name {
+        config.name = n.clone();
+    }
+    if let Some(np) = &d.now_playing {
+        config.now_playing = np.clone();
+    }
+    if let Some(sp) = &d.speakers {
+        config.speakers = sp.clone();
+    }
+    config.artwork = config
+        .now_playing
+        .tracks
+        .iter()
+        .map(|t| match &t.artwork {
+            None => Ok(None),
+            Some(p) => {
+                let path = run.base_dir.join(p);
+                std::fs::read(&path)
+                    .map(Some)
+                    .with_context(|| format!("device {}: artwork {}", spec.name, path.display()))
+            }
+        })
+        .collect::<Result<_>>()?;
+    Ok(config)
+}
+
+/// Starts a device's DACP server on 127.0.0.1:`port`: the whole of an `itunes`, the remote-control
+/// port of an `apple-tv`.
+pub async fn start_dacp(
+    spec: &DeviceSpec,
+    run: &RunContext,
+    port: u16,
+) -> Result<(u16, JoinHandle<()>, Arc<DacpService>)> {
+    let service = Arc::new(DacpService::new(dacp_config(spec, run)?));
+    let (port, task) = listen(spec, run, port, service.clone(), "dacp").await?;
+    Ok((port, task, service))
+}
+
+/// iTunes: a DACP library on the device's port (3689 on a real one), service `dacp`.
+async fn start_itunes(spec: &DeviceSpec, run: &RunContext) -> Result<Device> {
+    let (port, task, dacp) = start_dacp(spec, run, spec.port).await?;
+    Ok(Device {
+        name: spec.name.clone(),
+        kind: spec.kind,
+        address: address_of(spec),
+        ports: BTreeMap::from([("dacp".to_string(), port)]),
+        parts: Parts {
+            dacp: Some(dacp),
+            ..Default::default()
+        },
+        tasks: vec![task],
+    })
 }
 
 async fn start_airport_express(spec: &DeviceSpec, run: &RunContext) -> Result<Device> {
@@ -161,22 +416,16 @@ async fn start_airport_express(spec: &DeviceSpec, run: &RunContext) -> Result<De
     if let Some(n) = spec.max_sessions {
         config.max_sessions = n;
     }
-    // Keys that `sign_with` faults name are loaded now, so the core never reads files.
-    for fault in run.plan.faults() {
-        if let Action::SignWith(source) = &fault.action {
-            let resolved = resolve_key(source, &run.base_dir);
-            let key = keys::load_private_key(&resolved)
-                .with_context(|| format!("fault sign_with {source:?}"))?;
-            config.extra_keys.push((source.clone(), Arc::new(key)));
-        }
-    }
+    config.extra_keys = sign_with_keys(run)?;
     let service = Arc::new(RaopService::new(config));
-    let listener = shell::bind(SocketAddr::new(LOOPBACK, spec.port))
+    let listener = shell::bind(SocketAddr::new(address_of(spec), spec.port))
         .await
         .with_context(|| {
             format!(
-                "device {}: cannot listen on 127.0.0.1:{}",
-                spec.name, spec.port
+                "device {}: cannot listen on {}:{}",
+                spec.name,
+                address_of(spec),
+                spec.port
             )
         })?;
     let port = listener.local_addr()?.port();
@@ -192,10 +441,11 @@ async fn start_airport_express(spec: &DeviceSpec, run: &RunContext) -> Result<De
     Ok(Device {
         name: spec.name.clone(),
         kind: spec.kind,
-        address: LOOPBACK,
+        address: address_of(spec),
         ports: BTreeMap::from([("raop".to_string(), port)]),
         parts: Parts {
             raop: Some(service),
+            ..Parts::default()
         },
         tasks: vec![task],
     })

@@ -28,6 +28,8 @@ pub struct RunOptions {
     pub out: Option<PathBuf>,
     /// Third-party peers folder (`${peers}`); default `target/peers` of the project.
     pub peers: Option<PathBuf>,
+    /// Replaces every scenario's `discovery` mode (`--discovery`).
+    pub discovery: Option<crate::discovery::DiscoveryMode>,
 }
 
 /// A failed expectation.
@@ -86,6 +88,9 @@ pub async fn run(
     async move {
         let started = Instant::now();
         let seed = opts.seed.unwrap_or(scenario.seed);
+        if scenario.netns && !crate::netns::inside() {
+            return crate::netns::run_scenario(loaded, opts, seed, cancel).await;
+        }
         let recorder = Recorder::shared();
         let plan = Arc::new(FaultPlan::new(seed, scenario.faults.clone()));
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -128,8 +133,29 @@ pub async fn run(
             }
         }
 
+        let mode = opts.discovery.as_ref().unwrap_or(&scenario.discovery);
+        let mut discovery = crate::discovery::Discovery::none();
+        if result.error.is_none() && !mode.is_none() {
+            match crate::discovery::Discovery::start(
+                mode,
+                &devices,
+                &scenario.devices,
+                0,
+                ctx.shutdown.clone(),
+            )
+            .await
+            {
+                Ok(d) => discovery = d,
+                Err(e) => result.error = Some(format!("discovery did not start: {e:#}")),
+            }
+        }
+
         if result.error.is_none() {
-            let vars = variables(loaded, &devices, seed, opts, out_dir.as_deref());
+            let mut vars = variables(loaded, &devices, seed, opts, out_dir.as_deref());
+            if let Some(port) = discovery.dns_sd_port {
+                vars.set("discovery.port", port.to_string());
+                vars.set("discovery.address", "127.0.0.1");
+            }
             for client in &scenario.clients {
                 if *cancel.borrow() {
                     result.interrupted = true;
@@ -148,6 +174,8 @@ pub async fn run(
             tokio::time::sleep(Duration::from_millis(150)).await;
         }
 
+        // mDNS goodbyes go out before the devices stop (RFC 6762 §10.1).
+        discovery.shutdown().await;
         let _ = stop_tx.send(true);
         tokio::time::sleep(Duration::from_millis(20)).await;
         for d in &devices {
@@ -202,6 +230,9 @@ pub fn variables(
     v.set("peers", peers.to_string_lossy());
     v.set("scenario_dir", loaded.dir().to_string_lossy());
     v.set("seed", seed.to_string());
+    if let Ok(exe) = std::env::current_exe() {
+        v.set("airtwin", exe.to_string_lossy());
+    }
     let out = out
         .map(Path::to_path_buf)
         .unwrap_or_else(std::env::temp_dir);
@@ -266,6 +297,66 @@ async fn run_client(
                 Err(e) => return ClientOutcome::failed_to_start(format!("{e:#}"), Duration::ZERO),
             };
             clients::raop::run_with_timeout(opts, timeout, cancel).await
+        }
+        ClientKind::Airplay(spec) => {
+            let Some(device) = devices.iter().find(|d| d.name == spec.to) else {
+                return ClientOutcome::failed_to_start(
+                    format!("no device {}", spec.to),
+                    Duration::ZERO,
+                );
+            };
+            let opts = match clients::airplay::Options::from_spec(spec, loaded, device, seed) {
+                Ok(o) => o,
+                Err(e) => return ClientOutcome::failed_to_start(format!("{e:#}"), Duration::ZERO),
+            };
+            clients::airplay::run_with_timeout(opts, timeout, cancel).await
+        }
+        ClientKind::Dacp(spec) => {
+            let Some((address, port)) = devices
+                .iter()
+                .find(|d| d.name == spec.to)
+                .and_then(|d| d.ports.get("dacp").map(|p| (d.address, p)))
+            else {
+                return ClientOutcome::failed_to_start(
+                    format!("device {} has no dacp port", spec.to),
+                    Duration::ZERO,
+                );
+            };
+            let steps = match clients::dacp::parse_steps(&spec.steps) {
+                Ok(s) => s,
+                Err(e) => return ClientOutcome::failed_to_start(e, Duration::ZERO),
+            };
+            let opts = clients::dacp::Options {
+                addr: std::net::SocketAddr::new(address, *port),
+                guid: spec.guid.clone(),
+                steps,
+                gzip: spec.gzip,
+                response_timeout: Duration::from_secs_f64(spec.response_timeout.unwrap_or(10.0)),
+                out: PathBuf::from(vars.apply("${out}").unwrap_or_else(|_| ".".into())),
+            };
+            clients::dacp::run_with_timeout(opts, timeout, cancel).await
+        }
+        ClientKind::Pair(spec) => {
+            let dacp = devices
+                .iter()
+                .find(|d| d.name == spec.device)
+                .and_then(|d| d.parts.dacp.clone());
+            let argv: Option<Result<Vec<String>, String>> = spec
+                .command
+                .as_ref()
+                .map(|argv| argv.iter().map(|a| vars.apply(a)).collect());
+            let env: Result<BTreeMap<String, String>, String> = client
+                .env
+                .iter()
+                .map(|(k, v)| vars.apply(v).map(|v| (k.clone(), v)))
+                .collect();
+            let (argv, env) = match (argv.transpose(), env) {
+                (Ok(a), Ok(e)) => (a, e),
+                (Err(e), _) | (_, Err(e)) => {
+                    return ClientOutcome::failed_to_start(e, Duration::ZERO)
+                }
+            };
+            clients::pair::run(spec, dacp, argv, &env, &loaded.dir(), timeout, cancel).await
         }
     }
 }

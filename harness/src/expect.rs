@@ -371,9 +371,15 @@ fn check_audio(
         if let Err(diff) = audio_match::compare(&source.samples, &captured, channels) {
             // A sender that gave up and retried (PulseAudio's sink can abort mid-session) leaves
             // a partial session before a whole one: the last session alone may be the match.
-            let last = state.sessions.iter().rev().find(|s| s.receiver.stats().packets > 0);
+            let last = state
+                .sessions
+                .iter()
+                .rev()
+                .find(|s| s.receiver.stats().packets > 0);
             let retried_ok = state.sessions.len() > 1
-                && last.is_some_and(|s| audio_match::compare(&source.samples, &s.receiver.pcm(), channels).is_ok());
+                && last.is_some_and(|s| {
+                    audio_match::compare(&source.samples, &s.receiver.pcm(), channels).is_ok()
+                });
             if !retried_ok {
                 return fail(format!("decoded audio equal to {wav}"), diff);
             }

@@ -3,10 +3,16 @@
 
 pub mod audio_match;
 pub mod bench;
+pub mod bench_scale;
 pub mod clients;
+pub mod control;
+pub mod ctl;
+pub mod dacp_bench;
 pub mod devices;
+pub mod discovery;
 pub mod engine;
 pub mod expect;
+pub mod netns;
 pub mod report;
 pub mod scenario;
 pub mod serve;

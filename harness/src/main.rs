@@ -65,6 +65,10 @@ enum Command {
         /// Scenarios run at once.
         #[arg(short = 'j', long, default_value_t = 1)]
         jobs: usize,
+        /// Discovery for every scenario: none, unicast, loopback or interfaces:NAME[,NAME…]
+        /// (default: each scenario's `discovery`, itself `none` by default).
+        #[arg(long, value_parser = parse_discovery)]
+        discovery: Option<airtwin::discovery::DiscoveryMode>,
     },
     /// Keep devices listening until Ctrl-C or SIGTERM.
     Serve {
@@ -84,7 +88,20 @@ enum Command {
         out: Option<PathBuf>,
         #[arg(long)]
         seed: Option<u64>,
+        /// none, unicast, loopback or interfaces:NAME[,NAME…] (default: the scenario's, or
+        /// unicast DNS-SD on 127.0.0.1 when it says none). mDNS modes multicast: use them
+        /// inside ci/netns or on purpose.
+        #[arg(long, value_parser = parse_discovery)]
+        discovery: Option<airtwin::discovery::DiscoveryMode>,
+        /// UDP port of the unicast DNS-SD responder on 127.0.0.1 (0: any free port).
+        #[arg(long, default_value_t = 0)]
+        dns_sd_port: u16,
+        /// Address of the control API.
+        #[arg(long, default_value = "127.0.0.1:0")]
+        control: std::net::SocketAddr,
     },
+    /// Drive a running `airtwin serve` through its control API.
+    Ctl(airtwin::ctl::CtlArgs),
     /// airtwin's own reference clients.
     #[command(subcommand)]
     Client(ClientCommand),
@@ -120,6 +137,81 @@ enum ClientCommand {
         #[arg(long, default_value_t = 5.0)]
         timeout: f64,
     },
+    /// Check an Apple TV's AirPlay port: GET /info, fp-setup phases 1 and 3, then optionally
+    /// stream a WAV over RAOP or play a URL with the video API.
+    Airplay {
+        /// AirPlay port, e.g. 127.0.0.1:7000.
+        #[arg(long)]
+        to: std::net::SocketAddr,
+        /// FairPlay mode of fp-setup phase 1 (0..3).
+        #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=3))]
+        mode: u8,
+        /// Then stream this 16-bit PCM WAV over RAOP.
+        #[arg(long)]
+        stream: Option<PathBuf>,
+        /// Then play this URL with /play, /playback-info, /scrub, /rate, /stop.
+        #[arg(long)]
+        play_url: Option<String>,
+        /// Skip the GET /info with the txtAirPlay qualifier.
+        #[arg(long)]
+        no_qualifier: bool,
+        /// Key whose public half verifies Apple-Response when streaming: builtin, other, or a PEM.
+        #[arg(long, default_value = "builtin")]
+        key: String,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Seconds for each response.
+        #[arg(long, default_value_t = 5.0)]
+        timeout: f64,
+    },
+    /// A DACP remote control: log in with a pairing GUID and run steps (login, playstatus,
+    /// wait-update, cmd:NAME, get:PROP, set:PROP=V, artwork[:FILE], speakers, sleep:S,
+    /// raw:/PATH, expect:STATUS|closed|timeout …).
+    Dacp {
+        /// Library address, e.g. 127.0.0.1:3689.
+        #[arg(long)]
+        to: std::net::SocketAddr,
+        /// Pairing GUID to log in with.
+        #[arg(long, default_value = "0x0000000000000001")]
+        guid: String,
+        /// Do not send Accept-Encoding: gzip.
+        #[arg(long)]
+        no_gzip: bool,
+        /// Seconds for each response.
+        #[arg(long, default_value_t = 10.0)]
+        timeout: f64,
+        /// Steps (default: login playstatus).
+        steps: Vec<String>,
+    },
+    /// A fake remote control that serves /pair on 127.0.0.1 and checks the code for its PIN
+    /// (prints "pairing web server at port N"; exits 0 when a pairing was accepted).
+    RemotePair {
+        /// The PIN the remote shows; without it every code is accepted.
+        #[arg(long)]
+        pin: Option<String>,
+        /// Pairing GUID (the Pair TXT value and cmpg).
+        #[arg(long, default_value = "0x0000000000000001")]
+        guid: String,
+        #[arg(long, default_value = "airtwin remote")]
+        name: String,
+        /// cmty of the answer.
+        #[arg(long, default_value = "iPhone")]
+        device_type: String,
+        /// ok, 500, malformed or no-cmpg.
+        #[arg(long, default_value = "ok")]
+        answer: String,
+        /// Milliseconds before answering.
+        #[arg(long, default_value_t = 0)]
+        delay_ms: u64,
+        /// Refuse (500) any other servicename.
+        #[arg(long)]
+        servicename: Option<String>,
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+        /// Seconds to wait for the pairing request.
+        #[arg(long, default_value_t = 60.0)]
+        timeout: f64,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -131,6 +223,16 @@ enum Challenge {
 
 #[derive(Subcommand)]
 enum BenchCommand {
+    /// DACP playstatusupdate requests per second against a fake iTunes on loopback, with a raw
+    /// loopback HTTP echo measured in the same run.
+    Dacp {
+        /// Concurrent client connections.
+        #[arg(long, default_value_t = 8)]
+        connections: usize,
+        /// Seconds per measurement.
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+    },
     /// RAOP handshakes per second against a fake AirPort Express on loopback, with the raw
     /// RSA-2048 private-key rate of this machine measured in the same run.
     Raop {
@@ -141,6 +243,27 @@ enum BenchCommand {
         #[arg(long, default_value_t = 5.0)]
         seconds: f64,
     },
+    /// Start many AirPort Express devices in one process on loopback; print the time until all
+    /// listen and the resident memory, with one device measured first as the reference.
+    Scale {
+        #[arg(long, default_value_t = 1000)]
+        devices: usize,
+    },
+    /// AirPlay handshakes per second (GET /info, fp-setup phases 1 and 3, each on a new
+    /// connection) against a fake Apple TV on loopback, with the RAOP handshake rate of a fake
+    /// AirPort Express measured in the same run.
+    Airplay {
+        /// Concurrent client connections.
+        #[arg(long, default_value_t = 8)]
+        connections: usize,
+        /// Seconds per measurement.
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+    },
+}
+
+fn parse_discovery(text: &str) -> Result<airtwin::discovery::DiscoveryMode, String> {
+    airtwin::discovery::DiscoveryMode::parse(text).map_err(|e| e.to_string())
 }
 
 fn init_logging(format: LogFormat) {
@@ -190,7 +313,8 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
             seed,
             filter,
             jobs,
-        } => run(paths, junit, out, seed, filter, jobs).await,
+            discovery,
+        } => run(paths, junit, out, seed, filter, jobs, discovery).await,
         Command::Serve {
             scenario,
             device,
@@ -198,6 +322,9 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
             ready_file,
             out,
             seed,
+            discovery,
+            dns_sd_port,
+            control,
         } => {
             let what = match (scenario, device) {
                 (Some(file), _) => serve::What::Scenario(scenario::load_file(&file)?),
@@ -209,7 +336,20 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
                     anyhow::bail!("serve needs a SCENARIO file or --device KIND[=NAME]")
                 }
             };
-            serve::serve(what, ready_file, out, seed).await?;
+            let opts = serve::ServeOptions {
+                ready_file,
+                out,
+                seed,
+                discovery,
+                dns_sd_port,
+                control: Some(control),
+            };
+            serve::serve(what, opts).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Ctl(args) => airtwin::ctl::run(args).await,
+        Command::Bench(BenchCommand::Scale { devices }) => {
+            airtwin::bench_scale::run(devices).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Client(ClientCommand::Raop {
@@ -245,6 +385,116 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
             } else {
                 ExitCode::FAILURE
             })
+        }
+        Command::Client(ClientCommand::Airplay {
+            to,
+            mode,
+            stream,
+            play_url,
+            no_qualifier,
+            key,
+            seed,
+            timeout,
+        }) => {
+            let opts = clients::airplay::Options {
+                addr: to,
+                mode,
+                qualifier: !no_qualifier,
+                stream,
+                play_url,
+                expect_pk: None,
+                verify_key: clients::raop::load_public(&key)?,
+                response_timeout: Duration::from_secs_f64(timeout),
+                seed,
+            };
+            let (_tx, rx) = watch::channel(false);
+            let outcome =
+                clients::airplay::run_with_timeout(opts, Duration::from_secs(600), rx).await;
+            print!("{}", outcome.stdout);
+            Ok(if outcome.exit == Some(0) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Bench(BenchCommand::Airplay {
+            connections,
+            seconds,
+        }) => {
+            bench::airplay(connections, Duration::from_secs_f64(seconds)).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Client(ClientCommand::Dacp {
+            to,
+            guid,
+            no_gzip,
+            timeout,
+            steps,
+        }) => {
+            let steps = if steps.is_empty() {
+                vec!["login".to_string(), "playstatus".to_string()]
+            } else {
+                steps
+            };
+            let steps = clients::dacp::parse_steps(&steps).map_err(anyhow::Error::msg)?;
+            let opts = clients::dacp::Options {
+                addr: to,
+                guid,
+                steps,
+                gzip: !no_gzip,
+                response_timeout: Duration::from_secs_f64(timeout),
+                out: PathBuf::from("."),
+            };
+            let (_tx, rx) = watch::channel(false);
+            let outcome =
+                clients::dacp::run_with_timeout(opts, Duration::from_secs(3600), rx).await;
+            print!("{}", outcome.stdout);
+            Ok(if outcome.exit == Some(0) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Client(ClientCommand::RemotePair {
+            pin,
+            guid,
+            name,
+            device_type,
+            answer,
+            delay_ms,
+            servicename,
+            port,
+            timeout,
+        }) => {
+            let guid = airtwin_simulators::dacp::pairing::parse_guid(&guid)
+                .with_context(|| format!("--guid {guid:?} is not 16 hex digits"))?;
+            let config = airtwin_simulators::dacp::pairing::RemoteConfig {
+                guid,
+                pin,
+                name,
+                device_type,
+                answer: clients::pair::parse_answer(&answer)?,
+                delay: Duration::from_millis(delay_ms),
+                expect_service_name: servicename,
+            };
+            let accepted = clients::pair::remote(clients::pair::RemoteOptions {
+                config,
+                port,
+                timeout: Duration::from_secs_f64(timeout),
+            })
+            .await?;
+            Ok(if accepted {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Bench(BenchCommand::Dacp {
+            connections,
+            seconds,
+        }) => {
+            airtwin::dacp_bench::run(connections, Duration::from_secs_f64(seconds)).await?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Bench(BenchCommand::Raop {
             connections,
@@ -316,6 +566,7 @@ async fn run(
     seed: Option<u64>,
     filter: Option<String>,
     jobs: usize,
+    discovery: Option<airtwin::discovery::DiscoveryMode>,
 ) -> Result<ExitCode> {
     let files = scenario::collect_files(&paths).context("reading scenario paths")?;
     let mut loaded = Vec::new();
@@ -343,6 +594,7 @@ async fn run(
         seed,
         out: out.clone(),
         peers: None,
+        discovery,
     });
     let (cancel_tx, cancel_rx) = watch::channel(false);
     tokio::spawn(async move {

@@ -10,6 +10,7 @@ use anyhow::{Context as _, Result};
 use serde::Serialize;
 use tokio::sync::watch;
 
+use crate::control::{self, ServeState};
 use crate::devices::{self, Device, ReadyDevice, RunContext};
 use crate::report::transcript;
 use crate::scenario::{DeviceKind, DeviceSpec, Identity, Loaded, Scenario};
@@ -25,11 +26,40 @@ pub enum What {
     },
 }
 
-/// The ready file: `{"devices":[{"name","kind","address","ports":{...}}]}`.
+/// The ready file: `{"devices":[{"name","kind","address","ports":{...},"identity":{...},
+/// "mdns":[...]}],"ports":{"control":N,"dns-sd":M},"discovery":…,"pid":P}`.
 #[derive(Debug, Serialize)]
 pub struct Ready {
-    pub devices: Vec<ReadyDevice>,
+    pub devices: Vec<ServedDevice>,
+    /// Ports of `serve` itself on 127.0.0.1: `control` (the control API) and `dns-sd` (unicast
+    /// DNS-SD, UDP) when discovery is on.
+    pub ports: std::collections::BTreeMap<String, u16>,
+    pub discovery: crate::discovery::DiscoveryMode,
     pub pid: u32,
+}
+
+/// One device in the ready file: what `Device::ready` says, plus its DNS-SD names.
+#[derive(Debug, Serialize)]
+pub struct ServedDevice {
+    #[serde(flatten)]
+    pub device: ReadyDevice,
+    /// `{service, instance, fullname, host, port}` of every record announced (empty when
+    /// discovery is `none`).
+    pub mdns: Vec<serde_json::Value>,
+}
+
+/// Options of `airtwin serve` beside what to serve.
+#[derive(Debug, Clone, Default)]
+pub struct ServeOptions {
+    pub ready_file: Option<PathBuf>,
+    pub out: Option<PathBuf>,
+    pub seed: Option<u64>,
+    /// Discovery mode; default: the scenario's, or `unicast` when the scenario says `none`.
+    pub discovery: Option<crate::discovery::DiscoveryMode>,
+    /// UDP port of the unicast DNS-SD responder on 127.0.0.1 (0: a free one).
+    pub dns_sd_port: u16,
+    /// Address of the control API (default 127.0.0.1:0).
+    pub control: Option<std::net::SocketAddr>,
 }
 
 /// Parses `KIND[=NAME]`.
@@ -58,12 +88,9 @@ pub fn write_ready(path: &Path, ready: &Ready) -> Result<()> {
 }
 
 /// Runs until Ctrl-C/SIGTERM.
-pub async fn serve(
-    what: What,
-    ready_file: Option<PathBuf>,
-    out: Option<PathBuf>,
-    seed: Option<u64>,
-) -> Result<()> {
+pub async fn serve(what: What, opts: ServeOptions) -> Result<()> {
+    // Thousands of client connections each hold a descriptor.
+    crate::bench_scale::raise_fd_limit();
     let loaded = match what {
         What::Scenario(l) => l,
         What::Device { kind, name, port } => Loaded {
@@ -79,10 +106,14 @@ pub async fn serve(
                     identity: Identity::default(),
                     max_sessions: None,
                     idle_timeout: None,
+                    dacp: None,
+                    address: None,
                 }],
                 clients: Vec::new(),
                 faults: Vec::new(),
                 expect: Vec::new(),
+                netns: false,
+                discovery: Default::default(),
             },
         },
     };
@@ -92,38 +123,100 @@ pub async fn serve(
         loaded.scenario.seed,
         loaded.dir(),
     );
-    let seed = seed.unwrap_or(scenario_seed);
+    let seed = opts.seed.unwrap_or(scenario_seed);
     let recorder = Recorder::shared();
     let (stop_tx, stop_rx) = watch::channel(false);
+    let plan = Arc::new(FaultPlan::new(seed, plan_faults.clone()));
     let ctx = RunContext {
         recorder: recorder.clone(),
-        plan: Arc::new(FaultPlan::new(seed, plan_faults)),
+        plan: plan.clone(),
         seed,
-        shutdown: stop_rx,
+        shutdown: stop_rx.clone(),
         base_dir,
     };
     let mut devices: Vec<Device> = Vec::new();
     for spec in &specs {
         devices.push(devices::start(spec, &ctx).await?);
     }
+    let mode = match &opts.discovery {
+        Some(m) => m.clone(),
+        None if loaded.scenario.discovery.is_none() => crate::discovery::DiscoveryMode::Unicast,
+        None => loaded.scenario.discovery.clone(),
+    };
+    let discovery = crate::discovery::Discovery::start(
+        &mode,
+        &devices,
+        &specs,
+        opts.dns_sd_port,
+        stop_rx.clone(),
+    )
+    .await?;
+    let dns_sd_port = discovery.dns_sd_port;
+    let state = Arc::new(ServeState::new(
+        devices,
+        plan,
+        recorder.clone(),
+        discovery,
+        plan_faults,
+    ));
+    let control_addr = opts
+        .control
+        .unwrap_or_else(|| std::net::SocketAddr::new(devices::LOOPBACK, 0));
+    let listener = control::bind(control_addr)
+        .await
+        .with_context(|| format!("cannot listen for the control API on {control_addr}"))?;
+    let control_port = listener.local_addr()?.port();
+    let control_task = control::spawn(listener, state.clone(), stop_rx.clone());
+    let mut ports = std::collections::BTreeMap::from([("control".to_string(), control_port)]);
+    if let Some(p) = dns_sd_port {
+        ports.insert("dns-sd".to_string(), p);
+    }
     let ready = Ready {
-        devices: devices.iter().map(Device::ready).collect(),
+        devices: state
+            .devices
+            .iter()
+            .map(|d| ServedDevice {
+                device: d.ready(),
+                mdns: state
+                    .discovery
+                    .records_of(&d.name)
+                    .map(|r| control::mdns_names(&r))
+                    .unwrap_or_default(),
+            })
+            .collect(),
+        ports,
+        discovery: mode,
         pid: std::process::id(),
     };
     for d in &ready.devices {
+        let d = &d.device;
         eprintln!(
             "airtwin: {} ({}) listening on {} {:?}",
             d.name, d.kind, d.address, d.ports
         );
     }
-    if let Some(path) = &ready_file {
+    eprintln!(
+        "airtwin: control API on http://{}:{control_port}/",
+        control_addr.ip()
+    );
+    if let Some(p) = dns_sd_port {
+        eprintln!("airtwin: DNS-SD on 127.0.0.1:{p}/udp");
+    }
+    if let Some(path) = &opts.ready_file {
         write_ready(path, &ready)?;
     }
-    wait_for_signal().await;
+    tokio::select! {
+        _ = wait_for_signal() => {}
+        _ = state.stop.notified() => {}
+    }
     eprintln!("airtwin: shutting down");
+    // Goodbyes first (RFC 6762 §10.1), while the devices still answer.
+    state.discovery.shutdown().await;
+    let devices = &state.devices;
     let _ = stop_tx.send(true);
+    control_task.abort();
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    if let Some(out) = out {
+    if let Some(out) = opts.out {
         let result = crate::engine::ScenarioResult {
             name: loaded.scenario.name.clone(),
             file: loaded.file.clone(),
@@ -137,9 +230,13 @@ pub async fn serve(
             out_dir: Some(out.clone()),
             events: recorder.snapshot(),
         };
-        transcript::write_all(&out, &loaded, &devices, &result)?;
+        transcript::write_all(&out, &loaded, devices, &result)?;
+        eprintln!("airtwin: transcript in {}", out.display());
     }
-    if let Some(path) = &ready_file {
+    for d in devices {
+        d.abort();
+    }
+    if let Some(path) = &opts.ready_file {
         let _ = std::fs::remove_file(path);
     }
     Ok(())

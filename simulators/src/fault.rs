@@ -450,7 +450,14 @@ impl FaultPlan {
             let Action::LosePackets(fraction) = slot.fault.action else {
                 continue;
             };
-            if !slot.active || slot.fault.when.device.as_deref().is_some_and(|d| d != device) {
+            if !slot.active
+                || slot
+                    .fault
+                    .when
+                    .device
+                    .as_deref()
+                    .is_some_and(|d| d != device)
+            {
                 continue;
             }
             let nth = slot.datagrams;
@@ -705,7 +712,10 @@ mod tests {
         assert_eq!(added, 1);
         let v = plan.on_request(&ex("GET", 0));
         assert_eq!(v.preempt, Some(Preempt::Drop));
-        assert_eq!(v.applied.iter().map(|a| a.fault).collect::<Vec<_>>(), [0, 1]);
+        assert_eq!(
+            v.applied.iter().map(|a| a.fault).collect::<Vec<_>>(),
+            [0, 1]
+        );
         assert!(plan.remove(0));
         assert!(!plan.remove(0), "already removed");
         assert!(!plan.remove(9));

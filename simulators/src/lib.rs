@@ -4,6 +4,9 @@
 //! the [`service::Service`] contract; faults are applied at one seam ([`fault`]) between the two,
 //! and everything that happens is recorded as [`event::Event`]s.
 
+pub mod airplay;
+pub mod dacp;
+pub mod discovery;
 pub mod event;
 pub mod fault;
 pub mod raop;

@@ -1,6 +1,9 @@
 //! Clients that drive devices: airtwin's own reference clients and external programs.
 
+pub mod airplay;
+pub mod dacp;
 pub mod external;
+pub mod pair;
 pub mod raop;
 pub mod rtsp;
 

@@ -221,6 +221,15 @@ pub fn render_body(out: &mut String, body: &[u8], content_type: Option<&str>) {
     if body.is_empty() {
         return;
     }
+    // Gzip bodies (DACP answers to `Accept-Encoding: gzip`; the Content-Encoding header is shown
+    // above them) are rendered inflated.
+    if body.starts_with(&[0x1f, 0x8b]) {
+        let mut inflated = Vec::new();
+        let mut gz = flate2::read::GzDecoder::new(body);
+        if std::io::Read::read_to_end(&mut gz, &mut inflated).is_ok() && !inflated.is_empty() {
+            return render_body(out, &inflated, content_type);
+        }
+    }
     let ct = content_type.unwrap_or("").to_ascii_lowercase();
     let text = if body.starts_with(b"bplist00") || ct.contains("apple-binary-plist") {
         match plist::Value::from_reader(std::io::Cursor::new(body)) {

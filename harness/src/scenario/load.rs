@@ -169,6 +169,14 @@ fn check(s: &Scenario) -> Result<(), (String, String)> {
                 ));
             }
         }
+        if let Some(f) = &d.identity.features {
+            if f.value().is_none() {
+                return Err((
+                    format!("devices[{i}].identity.features"),
+                    format!("{:?} is not a number or 0xLOW,0xHIGH", f.text()),
+                ));
+            }
+        }
         if d.max_sessions == Some(0) {
             return Err((
                 format!("devices[{i}].max_sessions"),
@@ -204,6 +212,15 @@ fn check(s: &Scenario) -> Result<(), (String, String)> {
         }
         match &c.run {
             ClientKind::Raop(r) => known_device(&r.to, format!("clients[{i}].run.raop.to"))?,
+            ClientKind::Airplay(a) => {
+                known_device(&a.to, format!("clients[{i}].run.airplay.to"))?;
+                if a.mode > 3 {
+                    return Err((
+                        format!("clients[{i}].run.airplay.mode"),
+                        format!("FairPlay modes are 0..3, not {}", a.mode),
+                    ));
+                }
+            }
             ClientKind::Command(argv) if argv.is_empty() => {
                 return Err((
                     format!("clients[{i}].run.command"),
@@ -211,6 +228,43 @@ fn check(s: &Scenario) -> Result<(), (String, String)> {
                 ))
             }
             ClientKind::Command(_) => {}
+            ClientKind::Dacp(d) => {
+                known_device(&d.to, format!("clients[{i}].run.dacp.to"))?;
+                if let Err(e) = crate::clients::dacp::parse_steps(&d.steps) {
+                    return Err((format!("clients[{i}].run.dacp.steps"), e));
+                }
+            }
+            ClientKind::Pair(p) => {
+                known_device(&p.device, format!("clients[{i}].run.pair.device"))?;
+                if p.address.is_some() == p.command.is_some() {
+                    return Err((
+                        format!("clients[{i}].run.pair"),
+                        "needs either address or command (the remote to pair with)".into(),
+                    ));
+                }
+                if !p.pin.bytes().all(|b| b.is_ascii_digit()) || p.pin.is_empty() {
+                    return Err((
+                        format!("clients[{i}].run.pair.pin"),
+                        format!("{:?} is not a PIN of digits", p.pin),
+                    ));
+                }
+                if let Some(re) = p.ready_from.as_ref().or(p.port_from.as_ref()) {
+                    if let Err(err) = regex::Regex::new(re) {
+                        return Err((
+                            format!("clients[{i}].run.pair"),
+                            format!("bad regex: {err}"),
+                        ));
+                    }
+                }
+                if let Some(re) = &p.port_from {
+                    if let Err(err) = regex::Regex::new(re) {
+                        return Err((
+                            format!("clients[{i}].run.pair.port_from"),
+                            format!("bad regex: {err}"),
+                        ));
+                    }
+                }
+            }
         }
     }
     for (i, f) in s.faults.iter().enumerate() {

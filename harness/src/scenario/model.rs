@@ -29,6 +29,20 @@ pub struct Scenario {
     /// What must hold when the clients are done.
     #[serde(default)]
     pub expect: Vec<Expectation>,
+    /// Runs only inside a private network namespace (its clients publish mDNS, e.g. pyatv's
+    /// `pair`): `airtwin run` outside one runs this scenario through `ci/netns`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub netns: bool,
+    /// How the devices are found: `none` (default: nothing is announced, clients get addresses
+    /// from the scenario), `unicast` (DNS-SD answered on a UDP port of 127.0.0.1, no multicast:
+    /// `${discovery.port}`), `loopback` (mDNS on the loopback interface only) or
+    /// `{interfaces: [NAME, …]}` (mDNS on those interfaces only). The mDNS modes also answer
+    /// unicast queries. `airtwin run --discovery` overrides it.
+    #[serde(
+        default,
+        skip_serializing_if = "crate::discovery::DiscoveryMode::is_none"
+    )]
+    pub discovery: crate::discovery::DiscoveryMode,
 }
 
 /// Device kinds airtwin simulates.
@@ -37,20 +51,29 @@ pub struct Scenario {
 pub enum DeviceKind {
     /// AirPort Express: a RAOP (AirTunes v2) receiver; ready-file service `raop`.
     AirportExpress,
+    /// Apple TV: AirPlay (`/info`, `/fp-setup`, video API) and RAOP audio on one port; ready-file
+    /// service `airplay`.
+    AppleTv,
+    /// iTunes: a DACP/DMAP library that remote controls drive; ready-file service `dacp`.
+    Itunes,
 }
 
 impl DeviceKind {
-    pub const NAMES: &'static [&'static str] = &["airport-express"];
+    pub const NAMES: &'static [&'static str] = &["airport-express", "apple-tv", "itunes"];
 
     pub fn as_str(self) -> &'static str {
         match self {
             DeviceKind::AirportExpress => "airport-express",
+            DeviceKind::AppleTv => "apple-tv",
+            DeviceKind::Itunes => "itunes",
         }
     }
 
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "airport-express" => Some(DeviceKind::AirportExpress),
+            "apple-tv" => Some(DeviceKind::AppleTv),
+            "itunes" => Some(DeviceKind::Itunes),
             _ => None,
         }
     }
@@ -74,6 +97,47 @@ pub struct DeviceSpec {
     /// Seconds of silence after which a connection is closed (default 60).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idle_timeout: Option<f64>,
+    /// DACP library settings (`itunes`, and the `dacp` port of an `apple-tv`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dacp: Option<DacpSpec>,
+    /// IPv4 address the device listens on and announces (default 127.0.0.1). Any 127.x.y.z works
+    /// on Linux without set-up, so that each device of a scenario can have its own address, as
+    /// discovery clients group services by address (pyatv does). Inside `ci/netns`, 10.213.0.1 to
+    /// 10.213.0.4 are on the interface `airtwin0`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<std::net::Ipv4Addr>,
+}
+
+/// How a device's DACP library behaves.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DacpSpec {
+    /// TCP port of the DACP server for an `apple-tv` (default 0: a free one; 3689 on a real
+    /// device). An `itunes` device uses the device's `port`.
+    #[serde(default)]
+    pub port: u16,
+    /// Pairing GUIDs allowed to log in (default `["0x0000000000000001"]`); remotes paired during
+    /// the run are added.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub known_guids: Option<Vec<String>>,
+    /// Status a login with an unknown GUID gets (default 503).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub login_status: Option<u16>,
+    /// Seconds after which an unused session is gone (default 1800).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_timeout: Option<f64>,
+    /// Gzip bodies when the client accepts it (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gzip: Option<bool>,
+    /// Library name (`minm` of `/server-info`; default the device name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// What is playing, and the timeline of scripted changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub now_playing: Option<airtwin_simulators::dacp::NowPlaying>,
+    /// Speakers of `getspeakers` (default: the computer itself).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub speakers: Option<Vec<airtwin_simulators::dacp::server::Speaker>>,
 }
 
 /// Who the device says it is.
@@ -99,6 +163,73 @@ pub struct Identity {
     /// Extra or overriding `_raop._tcp` TXT properties.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub txt: BTreeMap<String, String>,
+    /// Apple TV: the name `/info` reports (default: the device name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Apple TV: `deviceID` of `/info` (default: the MAC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_id: Option<String>,
+    /// Apple TV: `features` of `/info`, a number or `0xLOW,0xHIGH` as in TXT records (default
+    /// 0x5A7FFFF7; bits 38, 43 and 48 send pyatv to HomeKit pairing, which is not simulated).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub features: Option<Features>,
+    /// Apple TV: `pi` of `/info`, a UUID (default: derived from the seed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pi: Option<String>,
+    /// Apple TV: `statusFlags` of `/info` (default 4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_flags: Option<u64>,
+    /// Apple TV: `initialVolume` of `/info` in dB (default -20.0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial_volume: Option<f64>,
+    /// Apple TV: `/info` keys to set (any YAML value) or remove (`null`), applied last.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub info: BTreeMap<String, serde_json::Value>,
+    /// Apple TV: seconds every `POST /play` URL lasts on the simulated clock (default 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub video_duration: Option<f64>,
+}
+
+/// AirPlay `features`: a number, or text as TXT records write it (`0x5A7FFFF7,0x1E`: low then
+/// high 32 bits).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Features {
+    Number(u64),
+    Text(String),
+}
+
+impl Features {
+    /// As written in the scenario.
+    pub fn text(&self) -> String {
+        match self {
+            Features::Number(n) => n.to_string(),
+            Features::Text(t) => t.clone(),
+        }
+    }
+
+    /// The 64-bit value, or `None` when the text is not `0xLOW[,0xHIGH]` or a decimal number.
+    pub fn value(&self) -> Option<u64> {
+        match self {
+            Features::Number(n) => Some(*n),
+            Features::Text(t) => {
+                let num = |s: &str| -> Option<u64> {
+                    let s = s.trim();
+                    match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+                        Some(h) => u64::from_str_radix(h, 16).ok(),
+                        None => s.parse().ok(),
+                    }
+                };
+                match t.split_once(',') {
+                    Some((lo, hi)) => {
+                        let (lo, hi) = (num(lo)?, num(hi)?);
+                        (lo <= 0xFFFF_FFFF && hi <= 0xFFFF_FFFF).then_some(hi << 32 | lo)
+                    }
+                    None => num(t),
+                }
+            }
+        }
+    }
 }
 
 /// A client that drives the devices.
@@ -129,10 +260,94 @@ fn default_timeout() -> f64 {
 pub enum ClientKind {
     /// airtwin's own RAOP sender (`airtwin client raop`).
     Raop(RaopClientSpec),
+    /// airtwin's own AirPlay client (`airtwin client airplay`): /info, fp-setup, then optionally
+    /// audio over RAOP or a video URL.
+    Airplay(AirplayClientSpec),
     /// An external program: argv, with `${device.<name>.port}`, `${device.<name>.address}`,
     /// `${device.<name>.ports.<service>}`, `${peers}` (third-party peers folder),
     /// `${scenario_dir}` and `${out}` substituted.
     Command(Vec<String>),
+    /// airtwin's own DACP remote control (`airtwin client dacp`): logs in and runs `steps`.
+    Dacp(DacpClientSpec),
+    /// A device (iTunes, Apple TV) pairs with a remote control by calling its `/pair`.
+    Pair(PairClientSpec),
+}
+
+/// Options of airtwin's DACP remote control.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DacpClientSpec {
+    /// Device whose `dacp` port to drive.
+    pub to: String,
+    /// Pairing GUID to log in with (default `0x0000000000000001`).
+    #[serde(default = "default_guid")]
+    pub guid: String,
+    /// Steps, one after another: `login`, `logout`, `server-info`, `databases`, `ctrl-int`,
+    /// `playstatus` (revision 0), `wait-update` (long poll on the last revision), `cmd:NAME`,
+    /// `get:PROP[,PROP]`, `set:PROP=VALUE`, `artwork[:FILE]` (saves the PNG under `${out}` when
+    /// FILE is relative), `speakers`, `setspeakers:ID[,ID]`, `sleep:SECONDS`, `raw:/PATH?QUERY`
+    /// (session-id added, any status), `expect:STATUS` (the next request must get it).
+    pub steps: Vec<String>,
+    /// Send `Accept-Encoding: gzip` (default true).
+    #[serde(default = "yes")]
+    pub gzip: bool,
+    /// Seconds to wait for each response (default 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_timeout: Option<f64>,
+}
+
+fn default_guid() -> String {
+    "0x0000000000000001".into()
+}
+
+/// A device calling a remote control's `/pair` (the caller side of DACP pairing).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PairClientSpec {
+    /// The device that pairs (an `itunes` or `apple-tv`): it trusts the remote's GUID afterwards.
+    pub device: String,
+    /// The PIN typed on the device.
+    pub pin: String,
+    /// The remote's `Pair` TXT value, 16 hex digits (default `0000000000000001`).
+    #[serde(default = "default_pair")]
+    pub pair: String,
+    /// `servicename` sent (default: the device's 16-hex library id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub servicename: Option<String>,
+    /// How the code is written: `upper` (default), `lower`, `short` (31 characters), `naive`
+    /// (the seeds' md5(Pair + pin), a wrong code).
+    #[serde(default)]
+    pub code_format: PairCodeFormat,
+    /// The remote's address (`127.0.0.1:PORT`), when it is already listening.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    /// Or a remote to start (substituted like `command`): its port is read from its output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    /// Regular expression whose first group is the remote's port in the command's output
+    /// (default: pyatv's `--debug` line and `airtwin client remote-pair`'s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port_from: Option<String>,
+    /// Regular expression of a later output line to wait for before calling: pyatv's `pair`
+    /// serves `/pair` before it sets its PIN, and accepts any code until it prints
+    /// "Use pin N to pair" (pyatv 0.18 `atvremote`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_from: Option<String>,
+}
+
+fn default_pair() -> String {
+    "0000000000000001".into()
+}
+
+/// How the caller writes the pairing code.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PairCodeFormat {
+    #[default]
+    Upper,
+    Lower,
+    Short,
+    Naive,
 }
 
 /// Options of airtwin's reference RAOP sender.
@@ -162,6 +377,30 @@ pub struct RaopClientSpec {
 
 fn yes() -> bool {
     true
+}
+
+/// Options of airtwin's reference AirPlay client.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AirplayClientSpec {
+    /// Device to talk to.
+    pub to: String,
+    /// FairPlay mode asked for in fp-setup phase 1 (0..3, default 0).
+    #[serde(default)]
+    pub mode: u8,
+    /// Also ask `GET /info` with the `txtAirPlay` qualifier (default true).
+    #[serde(default = "yes")]
+    pub qualifier: bool,
+    /// Then stream this WAV (16-bit PCM, relative to the scenario file) as the RAOP sender does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<String>,
+    /// Then play this URL with the video API (`/play`, `/playback-info`, `/scrub`, `/rate`,
+    /// `/stop`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub play_url: Option<String>,
+    /// Seconds to wait for each response (default 5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_timeout: Option<f64>,
 }
 
 /// Which request carries `Apple-Challenge`.

@@ -8,8 +8,8 @@
 //! - [`service`]: the [`crate::service::Service`] that routes those and hands every RAOP audio
 //!   request to the AirPort Express core ([`crate::raop::RaopService`]), which it wraps.
 
-pub mod fairplay;
 pub mod discovery;
+pub mod fairplay;
 pub mod info;
 pub mod service;
 pub mod video;

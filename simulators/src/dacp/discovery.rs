@@ -19,7 +19,13 @@ impl DacpConfig {
     /// `_touch-able._tcp` for a library named `name` on `port`, with `DvTy` (`iTunes`,
     /// `AppleTV`), plus `_daap._tcp` when `daap` (iTunes shares its library; an Apple TV does
     /// not).
-    pub fn services(&self, name: &str, port: u16, device_type: &str, daap: bool) -> Vec<ServiceRecord> {
+    pub fn services(
+        &self,
+        name: &str,
+        port: u16,
+        device_type: &str,
+        daap: bool,
+    ) -> Vec<ServiceRecord> {
         let id = self.library_id_hex();
         let mut touch = ServiceRecord::new(TOUCHABLE_SERVICE, id.clone(), port);
         for (k, v) in [

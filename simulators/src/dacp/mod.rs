@@ -6,8 +6,8 @@
 //! - [`server`]: the library's DACP/DMAP server, as a [`crate::service::Service`];
 //! - [`state`]: the now-playing state, scripted over time and changed by commands.
 
-pub mod pairing;
 pub mod discovery;
+pub mod pairing;
 pub mod server;
 pub mod state;
 

@@ -19,7 +19,8 @@ impl RaopConfig {
 
     /// The `_raop._tcp` record of this receiver, announced as `name` on `port`.
     pub fn services(&self, name: &str, port: u16) -> Vec<ServiceRecord> {
-        let mut s = ServiceRecord::new(RAOP_SERVICE, format!("{}@{name}", self.hw_addr_hex()), port);
+        let mut s =
+            ServiceRecord::new(RAOP_SERVICE, format!("{}@{name}", self.hw_addr_hex()), port);
         for (k, v) in [
             ("txtvers", "1"),
             // Two channels, 16-bit samples at 44.1 kHz.

@@ -1,8 +1,8 @@
 //! Tokio I/O only: the TCP connection loop and UDP ports every device shares. No protocol logic.
 
-pub mod tcp;
 pub mod dns_sd;
 pub mod mdns;
+pub mod tcp;
 pub mod udp;
 
 pub use tcp::{bind, spawn, ShellConfig};

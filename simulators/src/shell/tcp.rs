@@ -133,7 +133,10 @@ async fn connection<S: Service>(
     // port drains what is queued, then stops.
     let _ = udp_close.send(true);
     for t in udp_tasks.tasks {
-        if tokio::time::timeout(Duration::from_millis(500), t).await.is_err() {
+        if tokio::time::timeout(Duration::from_millis(500), t)
+            .await
+            .is_err()
+        {
             debug!("udp port did not drain in time");
         }
     }
@@ -298,7 +301,8 @@ async fn exchange<S: Service>(
             Outcome::OpenUdp(requests) => {
                 let mut ports = Vec::with_capacity(requests.len());
                 for r in requests {
-                    match udp::open(info.local.ip(), r, cfg.clone(), udp_tasks.closed.clone()).await {
+                    match udp::open(info.local.ip(), r, cfg.clone(), udp_tasks.closed.clone()).await
+                    {
                         Ok((port, task)) => {
                             ports.push(port);
                             udp_tasks.tasks.push(task);

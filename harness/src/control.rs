@@ -1,0 +1,496 @@
+//! The control API of `airtwin serve`: HTTP/1.1 with JSON in and out, on 127.0.0.1 by default.
+//!
+//! | request | does |
+//! |---|---|
+//! | `GET /devices` | every device: name, kind, address, ports, identity, mDNS records, state |
+//! | `GET /devices/NAME` | one device |
+//! | `POST /devices/NAME/state` | changes state live: `{"volume": -12.5, "name": "Den"}` |
+//! | `GET /devices/NAME/audio` | the audio it received, as a WAV file |
+//! | `GET /faults` | the fault plan: index, fault, active, matched, applied |
+//! | `POST /faults` | adds a fault (the scenario's `faults:` entry as JSON); answers its index |
+//! | `DELETE /faults/N` | removes fault N |
+//! | `GET /events?since=N&wait=S` | the exchange log from event N on; waits up to S seconds (long poll) for one |
+//! | `POST /reset` | scenario faults back, runtime faults gone, names and volumes back |
+//! | `POST /shutdown` | stops serve as SIGTERM does |
+//!
+//! Errors are `{"error": "reason"}` with a 4xx status (5xx only when airtwin itself fails).
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use airtwin_simulators::event::Recorder;
+use airtwin_simulators::fault::{Fault, FaultPlan};
+use airtwin_simulators::raop::RaopState;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Notify};
+
+use tokio::task::JoinHandle;
+
+use crate::devices::Device;
+use crate::discovery::Discovery;
+
+/// Largest request body the API reads.
+const MAX_BODY: usize = 1 << 20;
+/// Longest long poll.
+const MAX_WAIT: f64 = 60.0;
+
+/// What the control API works on: the running devices of one `serve`.
+pub struct ServeState {
+    pub devices: Vec<Device>,
+    pub plan: Arc<FaultPlan>,
+    pub recorder: Arc<Recorder>,
+    pub discovery: Discovery,
+    /// The scenario's faults, for reset.
+    pub scenario_faults: Vec<Fault>,
+    /// Per device, the RAOP state at start, for reset.
+    initial_raop: BTreeMap<String, RaopState>,
+    /// Per device, the name announced at start, for reset.
+    initial_names: BTreeMap<String, String>,
+    /// Notified by `POST /shutdown`.
+    pub stop: Arc<Notify>,
+    /// Serialises state changes (renames re-announce).
+    edits: Mutex<()>,
+}
+
+impl ServeState {
+    pub fn new(
+        devices: Vec<Device>,
+        plan: Arc<FaultPlan>,
+        recorder: Arc<Recorder>,
+        discovery: Discovery,
+        scenario_faults: Vec<Fault>,
+    ) -> Self {
+        let initial_raop = devices
+            .iter()
+            .filter_map(|d| {
+                let r = d.parts.raop.as_ref()?;
+                let st = r.state.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                Some((d.name.clone(), st))
+            })
+            .collect();
+        let initial_names = devices
+            .iter()
+            .filter_map(|d| Some((d.name.clone(), discovery.announced_name(&d.name)?)))
+            .collect();
+        ServeState {
+            initial_names,
+            devices,
+            plan,
+            recorder,
+            discovery,
+            scenario_faults,
+            initial_raop,
+            stop: Arc::new(Notify::new()),
+            edits: Mutex::new(()),
+        }
+    }
+
+    fn device(&self, name: &str) -> Result<&Device, ApiError> {
+        self.devices.iter().find(|d| d.name == name).ok_or_else(|| {
+            let known: Vec<&str> = self.devices.iter().map(|d| d.name.as_str()).collect();
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("no device {name:?} (devices: {})", known.join(", ")),
+            )
+        })
+    }
+
+    /// One device as JSON.
+    pub fn device_json(&self, d: &Device) -> Value {
+        let ready = d.ready();
+        let records = self.discovery.records_of(&d.name);
+        json!({
+            "name": ready.name,
+            "kind": ready.kind,
+            "address": ready.address,
+            "ports": ready.ports,
+            "identity": ready.identity,
+            "announced_name": self.discovery.announced_name(&d.name).unwrap_or_else(|| d.name.clone()),
+            "mdns": records.map(|r| mdns_names(&r)).unwrap_or_default(),
+            "state": d.state_json(),
+        })
+    }
+}
+
+/// The `<instance>.<service>.local` names of a device's records.
+pub fn mdns_names(r: &airtwin_simulators::discovery::HostRecords) -> Vec<Value> {
+    r.services
+        .iter()
+        .map(|s| {
+            json!({
+                "service": s.service,
+                "instance": s.instance,
+                "fullname": s.fullname(),
+                "host": format!("{}.local", r.host),
+                "port": s.port,
+            })
+        })
+        .collect()
+}
+
+/// An error answer: status and reason.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    reason: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, reason: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            reason: reason.into(),
+        }
+    }
+
+    fn bad(reason: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, reason)
+    }
+}
+
+type Answer = Result<Response<Full<Bytes>>, ApiError>;
+
+fn json_response(status: StatusCode, v: &Value) -> Response<Full<Bytes>> {
+    let mut body = serde_json::to_vec_pretty(v).unwrap_or_default();
+    body.push(b'\n');
+    Response::builder()
+        .status(status)
+        .header("Content-Type", "application/json")
+        .body(Full::new(Bytes::from(body)))
+        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
+}
+
+fn ok(v: Value) -> Answer {
+    Ok(json_response(StatusCode::OK, &v))
+}
+
+/// Binds the control API (port 0 picks a free one).
+pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await
+}
+
+/// Serves the API on `listener` until `shutdown` turns true.
+pub fn spawn(
+    listener: TcpListener,
+    state: Arc<ServeState>,
+    mut shutdown: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let accepted = tokio::select! {
+                a = listener.accept() => a,
+                _ = shutdown.wait_for(|s| *s) => return,
+            };
+            let Ok((stream, _)) = accepted else {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            };
+            let state = state.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req| {
+                    let state = state.clone();
+                    async move { Ok::<_, Infallible>(handle(&state, req).await) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    })
+}
+
+async fn handle(state: &ServeState, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    match route(state, req).await {
+        Ok(r) => r,
+        Err(e) => json_response(e.status, &json!({ "error": e.reason })),
+    }
+}
+
+async fn body_json(req: Request<Incoming>) -> Result<Value, ApiError> {
+    let bytes = Limited::new(req.into_body(), MAX_BODY)
+        .collect()
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("cannot read the body (at most {MAX_BODY} bytes): {e}"),
+            )
+        })?
+        .to_bytes();
+    if bytes.is_empty() {
+        return Ok(json!({}));
+    }
+    serde_json::from_slice(&bytes).map_err(|e| ApiError::bad(format!("body is not JSON: {e}")))
+}
+
+fn query_param(req: &Request<Incoming>, key: &str) -> Option<String> {
+    req.uri().query()?.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        (k == key).then(|| v.to_string())
+    })
+}
+
+fn number_param(req: &Request<Incoming>, key: &str) -> Result<Option<f64>, ApiError> {
+    match query_param(req, key) {
+        None => Ok(None),
+        Some(v) => v
+            .parse::<f64>()
+            .ok()
+            .filter(|n| n.is_finite() && *n >= 0.0)
+            .map(Some)
+            .ok_or_else(|| ApiError::bad(format!("{key}={v:?} is not a non-negative number"))),
+    }
+}
+
+async fn route(state: &ServeState, req: Request<Incoming>) -> Answer {
+    let path = req.uri().path().trim_end_matches('/').to_string();
+    let decoded: Vec<String> = path
+        .split('/')
+        .filter(|p| !p.is_empty())
+        .map(percent_decode)
+        .collect();
+    let parts: Vec<&str> = decoded.iter().map(String::as_str).collect();
+    let method = req.method().clone();
+    match (&method, parts.as_slice()) {
+        (&Method::GET, []) => ok(json!({
+            "endpoints": [
+                "GET /devices", "GET /devices/NAME", "POST /devices/NAME/state",
+                "GET /devices/NAME/audio", "GET /faults", "POST /faults", "DELETE /faults/N",
+                "GET /events?since=N&wait=S", "POST /reset", "POST /shutdown"
+            ]
+        })),
+        (&Method::GET, ["devices"]) => ok(Value::Array(
+            state.devices.iter().map(|d| state.device_json(d)).collect(),
+        )),
+        (&Method::GET, ["devices", name]) => ok(state.device_json(state.device(name)?)),
+        (&Method::POST | &Method::PATCH, ["devices", name, "state"]) => {
+            let name = name.to_string();
+            let body = body_json(req).await?;
+            set_state(state, &name, &body)
+        }
+        (&Method::GET, ["devices", name, "audio"]) => audio(state, name),
+        (&Method::GET, ["faults"]) => ok(serde_json::to_value(state.plan.status())
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?),
+        (&Method::POST, ["faults"]) => {
+            let body = body_json(req).await?;
+            let fault: Fault = serde_json::from_value(body)
+                .map_err(|e| ApiError::bad(format!("not a fault: {e}")))?;
+            check_fault(state, &fault)?;
+            let index = state.plan.add(fault);
+            Ok(json_response(
+                StatusCode::CREATED,
+                &json!({ "index": index }),
+            ))
+        }
+        (&Method::DELETE, ["faults", index]) => {
+            let index: usize = index
+                .parse()
+                .map_err(|_| ApiError::bad(format!("fault index {index:?} is not a number")))?;
+            if state.plan.remove(index) {
+                ok(json!({ "removed": index }))
+            } else {
+                Err(ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    format!("no active fault {index} (GET /faults lists them)"),
+                ))
+            }
+        }
+        (&Method::GET, ["events"]) => {
+            let since = number_param(&req, "since")?.unwrap_or(0.0) as usize;
+            let wait = number_param(&req, "wait")?.unwrap_or(0.0).min(MAX_WAIT);
+            events(state, since, wait).await
+        }
+        (&Method::POST, ["reset"]) => reset(state),
+        (&Method::POST, ["shutdown"]) => {
+            state.stop.notify_one();
+            ok(json!({ "stopping": true }))
+        }
+        (_, ["devices" | "faults" | "events" | "reset" | "shutdown", ..]) | (_, []) => {
+            Err(ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                format!("{method} {path} is not supported (GET / lists the endpoints)"),
+            ))
+        }
+        _ => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no endpoint {path} (GET / lists them)"),
+        )),
+    }
+}
+
+/// Faults added at run time must be ones the devices can apply now: a `sign_with` key is loaded
+/// when a device starts, so only keys the scenario already named work.
+fn check_fault(state: &ServeState, fault: &Fault) -> Result<(), ApiError> {
+    if let airtwin_simulators::fault::Action::SignWith(key) = &fault.action {
+        let known = state.scenario_faults.iter().any(
+            |f| matches!(&f.action, airtwin_simulators::fault::Action::SignWith(k) if k == key),
+        );
+        if !known {
+            return Err(ApiError::bad(format!(
+                "sign_with {key:?}: keys are loaded when the devices start; name it in a \
+                 scenario fault to use it at run time"
+            )));
+        }
+    }
+    if !(0.0..=1.0).contains(&fault.probability) {
+        return Err(ApiError::bad("probability must be between 0 and 1"));
+    }
+    if let Some(d) = &fault.when.device {
+        state.device(d)?;
+    }
+    Ok(())
+}
+
+/// `volume` (RAOP, dB: -144 mute or -30..0) and `name` (the announced name).
+fn set_state(state: &ServeState, name: &str, body: &Value) -> Answer {
+    let device = state.device(name)?;
+    let Value::Object(fields) = body else {
+        return Err(ApiError::bad(
+            "body must be a JSON object, e.g. {\"volume\": -15}",
+        ));
+    };
+    const SUPPORTED: &str = "volume (RAOP receivers, dB), name (the announced name)";
+    for key in fields.keys() {
+        if !["volume", "name"].contains(&key.as_str()) {
+            return Err(ApiError::bad(format!(
+                "unknown state key {key:?}; supported: {SUPPORTED}"
+            )));
+        }
+    }
+    let _guard = state.edits.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(v) = fields.get("volume") {
+        let Some(raop) = &device.parts.raop else {
+            return Err(ApiError::bad(format!(
+                "device {name} has no RAOP receiver, so no volume"
+            )));
+        };
+        // RAOP volume: -144 is mute, else -30 (quietest) to 0 (loudest) (SET_PARAMETER
+        // `volume:`, as senders write it).
+        let vol = v
+            .as_f64()
+            .filter(|x| *x == -144.0 || (-30.0..=0.0).contains(x))
+            .ok_or_else(|| ApiError::bad(format!("volume {v} must be -144 (mute) or -30..0")))?;
+        raop.state.lock().unwrap_or_else(|e| e.into_inner()).volume = Some(vol);
+    }
+    if let Some(v) = fields.get("name") {
+        let new = v
+            .as_str()
+            .filter(|s| !s.is_empty() && s.len() <= 63)
+            .ok_or_else(|| ApiError::bad("name must be a string of 1 to 63 bytes"))?;
+        state
+            .discovery
+            .rename(device, new)
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")))?;
+    }
+    ok(state.device_json(device))
+}
+
+fn audio(state: &ServeState, name: &str) -> Answer {
+    let device = state.device(name)?;
+    let Some(raop) = &device.parts.raop else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("device {name} receives no audio"),
+        ));
+    };
+    let st = raop.state.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(last) = st.sessions.last() else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("device {name} has received no audio yet"),
+        ));
+    };
+    let format = last.receiver.format().clone();
+    let pcm = st.captured_pcm();
+    drop(st);
+    let spec = hound::WavSpec {
+        channels: format.channels,
+        sample_rate: format.sample_rate,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut cursor = std::io::Cursor::new(Vec::new());
+    let mut write = || -> Result<(), hound::Error> {
+        let mut w = hound::WavWriter::new(&mut cursor, spec)?;
+        for s in &pcm {
+            w.write_sample(*s)?;
+        }
+        w.finalize()
+    };
+    write().map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Response::builder()
+        .header("Content-Type", "audio/wav")
+        .body(Full::new(Bytes::from(cursor.into_inner())))
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
+async fn events(state: &ServeState, since: usize, wait: f64) -> Answer {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(wait);
+    loop {
+        let events = state.recorder.since(since);
+        let now = tokio::time::Instant::now();
+        if !events.is_empty() || now >= deadline {
+            let next = since + events.len();
+            return ok(json!({ "since": since, "next": next, "events": events }));
+        }
+        // The recorder wakes waiters that are already waiting; an event recorded between the
+        // look above and this wait is caught by the next look, at most 100 ms later.
+        let slice = (deadline - now).min(Duration::from_millis(100));
+        let _ = tokio::time::timeout(slice, state.recorder.changed()).await;
+    }
+}
+
+fn reset(state: &ServeState) -> Answer {
+    let _guard = state.edits.lock().unwrap_or_else(|e| e.into_inner());
+    let removed = state.plan.clear();
+    let mut restored = Vec::new();
+    for f in &state.scenario_faults {
+        restored.push(state.plan.add(f.clone()));
+    }
+    for d in &state.devices {
+        if let (Some(r), Some(initial)) = (&d.parts.raop, state.initial_raop.get(&d.name)) {
+            let mut st = r.state.lock().unwrap_or_else(|e| e.into_inner());
+            st.volume = initial.volume;
+        }
+        let initial = state.initial_names.get(&d.name).unwrap_or(&d.name);
+        if state.discovery.announced_name(&d.name).as_ref() != Some(initial) {
+            state
+                .discovery
+                .rename(d, initial)
+                .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")))?;
+        }
+    }
+    ok(json!({
+        "faults_removed": removed,
+        "scenario_faults": restored,
+        "events": state.recorder.len(),
+    }))
+}
+
+/// Decodes `%XX` escapes of a path segment (device names may hold spaces); bad escapes stay.
+fn percent_decode(segment: &str) -> String {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            let hex = |c: u8| (c as char).to_digit(16);
+            if let (Some(hi), Some(lo)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push((hi * 16 + lo) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}

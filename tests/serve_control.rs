@@ -1,0 +1,568 @@
+//! `airtwin serve` as a client developer uses it: the ready file, the control API over real HTTP,
+//! `airtwin ctl`, DNS-SD on 127.0.0.1, robustness under malformed input and thousands of
+//! connections, and discovery: unicast on the host, mDNS only inside `ci/netns`.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use airtwin_conformance::{airtwin, require_peers, root, run, scratch, text, wait_for_json};
+use serde_json::{json, Value};
+use simple_dns::{Name, Packet, Question, CLASS, QCLASS, QTYPE, TYPE};
+
+/// A running `airtwin serve` with its ready file; killed when dropped.
+struct Serve {
+    child: Child,
+    ready: Value,
+    ready_path: PathBuf,
+    dir: PathBuf,
+}
+
+impl Serve {
+    fn start(name: &str, args: &[&str]) -> Serve {
+        Self::start_with(name, None, args)
+    }
+
+    /// `wrapper` runs serve through another command (ci/netns).
+    fn start_with(name: &str, wrapper: Option<&Path>, args: &[&str]) -> Serve {
+        let dir = scratch(name);
+        let ready_path = dir.join("ready.json");
+        let mut cmd = match wrapper {
+            Some(w) => {
+                let mut c = Command::new(w);
+                c.arg(airtwin());
+                c
+            }
+            None => Command::new(airtwin()),
+        };
+        cmd.arg("serve")
+            .args(args)
+            .arg("--ready-file")
+            .arg(&ready_path)
+            .arg("--out")
+            .arg(dir.join("out"))
+            .current_dir(root())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("stderr.txt")).unwrap());
+        let child = cmd.spawn().unwrap();
+        let ready = wait_for_json(&ready_path, Duration::from_secs(30));
+        Serve {
+            child,
+            ready,
+            ready_path,
+            dir,
+        }
+    }
+
+    fn control(&self) -> SocketAddr {
+        let port = self.ready["ports"]["control"]
+            .as_u64()
+            .expect("ports.control");
+        SocketAddr::from(([127, 0, 0, 1], port as u16))
+    }
+
+    fn pid(&self) -> u32 {
+        self.ready["pid"].as_u64().expect("pid") as u32
+    }
+
+    fn call(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+        let (status, bytes) = http(self.control(), method, path, body);
+        let v = serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+            panic!(
+                "{method} {path}: not JSON ({e}): {}",
+                String::from_utf8_lossy(&bytes)
+            )
+        });
+        (status, v)
+    }
+
+    /// Waits for the process to end (after SIGTERM or POST /shutdown).
+    fn wait(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s;
+            }
+            assert!(
+                start.elapsed() < limit,
+                "serve did not stop within {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        // airtwin itself first (its pid is in the ready file): through ci/netns, the child is
+        // the wrapper script, and killing it alone would leave airtwin running.
+        if let Some(pid) = self.ready["pid"].as_i64() {
+            if self.child.try_wait().ok().flatten().is_none() {
+                unsafe { libc_kill(pid as i32, 15) };
+                let start = Instant::now();
+                while start.elapsed() < Duration::from_secs(10) {
+                    if self.child.try_wait().ok().flatten().is_some() {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
+}
+
+/// One HTTP/1.1 request with `Connection: close`: status and body.
+fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&Value>) -> (u16, Vec<u8>) {
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("HTTP head");
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let status: u16 = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let mut payload = raw[split + 4..].to_vec();
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        payload = dechunk(&payload);
+    }
+    (status, payload)
+}
+
+fn dechunk(mut body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(end) = body.windows(2).position(|w| w == b"\r\n") {
+        let size = usize::from_str_radix(String::from_utf8_lossy(&body[..end]).trim(), 16).unwrap();
+        body = &body[end + 2..];
+        if size == 0 {
+            break;
+        }
+        out.extend_from_slice(&body[..size]);
+        body = &body[size + 2..];
+    }
+    out
+}
+
+/// Asks the DNS-SD responder for the PTR records of `service` and returns the instance names.
+fn dns_sd_instances(port: u16, service: &str) -> Vec<String> {
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut q = Packet::new_query(7);
+    q.questions.push(Question::new(
+        Name::new_unchecked(service),
+        QTYPE::TYPE(TYPE::PTR),
+        QCLASS::CLASS(CLASS::IN),
+        false,
+    ));
+    sock.send_to(&q.build_bytes_vec().unwrap(), ("127.0.0.1", port))
+        .unwrap();
+    let mut buf = [0u8; 9000];
+    let n = sock.recv(&mut buf).expect("a DNS-SD answer");
+    let p = Packet::parse(&buf[..n]).unwrap();
+    assert_eq!(p.id(), 7);
+    p.answers
+        .iter()
+        .filter_map(|r| match &r.rdata {
+            simple_dns::rdata::RData::PTR(ptr) => {
+                Some(String::from_utf8_lossy(ptr.0.get_labels()[0].as_ref()).into_owned())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn rtsp_options(port: u16) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"OPTIONS * RTSP/1.0\r\nCSeq: 1\r\n\r\n")
+        .unwrap();
+    let mut buf = [0u8; 2048];
+    let n = s.read(&mut buf).unwrap();
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+#[test]
+fn serve_is_driven_through_the_ready_file_and_the_control_api() {
+    let mut serve = Serve::start("serve-control", &["--device", "airport-express=den"]);
+    let r = &serve.ready;
+    // The ready file: devices with ports, identity and DNS-SD names; serve's own ports.
+    let dev = &r["devices"][0];
+    assert_eq!(dev["name"], "den");
+    let raop = dev["ports"]["raop"].as_u64().unwrap() as u16;
+    assert_eq!(dev["mdns"][0]["service"], "_raop._tcp");
+    assert_eq!(dev["mdns"][0]["instance"], "001124004491@den");
+    assert_eq!(r["discovery"], "unicast");
+    let dns_sd = r["ports"]["dns-sd"].as_u64().expect("ports.dns-sd") as u16;
+    assert_eq!(
+        dns_sd_instances(dns_sd, "_raop._tcp.local"),
+        ["001124004491@den"]
+    );
+
+    // List, then change state live: volume and the announced name.
+    let (status, list) = serve.call("GET", "/devices", None);
+    assert_eq!(status, 200);
+    assert_eq!(list[0]["name"], "den");
+    let (status, after) = serve.call(
+        "POST",
+        "/devices/den/state",
+        Some(&json!({"volume": -15.0, "name": "Den Speaker"})),
+    );
+    assert_eq!(status, 200, "{after}");
+    assert_eq!(after["state"]["volume"], -15.0);
+    assert_eq!(after["announced_name"], "Den Speaker");
+    assert_eq!(
+        dns_sd_instances(dns_sd, "_raop._tcp.local"),
+        ["001124004491@Den Speaker"]
+    );
+
+    // Errors are JSON with a reason and a 4xx status.
+    for (method, path, body, want) in [
+        (
+            "POST",
+            "/devices/nope/state",
+            Some(json!({"volume": -1})),
+            404,
+        ),
+        (
+            "POST",
+            "/devices/den/state",
+            Some(json!({"volume": 5})),
+            400,
+        ),
+        (
+            "POST",
+            "/devices/den/state",
+            Some(json!({"colour": "red"})),
+            400,
+        ),
+        ("POST", "/faults", Some(json!({"action": "explode"})), 400),
+        ("DELETE", "/faults/99", None, 404),
+        ("GET", "/events?since=abc", None, 400),
+        ("GET", "/nothing", None, 404),
+        ("PUT", "/devices", None, 405),
+    ] {
+        let (status, v) = serve.call(method, path, body.as_ref());
+        assert_eq!(status, want, "{method} {path}: {v}");
+        assert!(v["error"].as_str().is_some_and(|e| !e.is_empty()), "{v}");
+    }
+    let (status, bytes) = http(serve.control(), "POST", "/faults", None);
+    assert_eq!(status, 400, "{}", String::from_utf8_lossy(&bytes));
+
+    // A fault added at run time applies at once; removed, it stops.
+    let (status, added) = serve.call(
+        "POST",
+        "/faults",
+        Some(&json!({"when": {"method": "OPTIONS"}, "action": {"respond": {"status": 503}}})),
+    );
+    assert_eq!(status, 201, "{added}");
+    let index = added["index"].as_u64().unwrap();
+    assert!(rtsp_options(raop).starts_with("RTSP/1.0 503"));
+    let (status, _) = serve.call("DELETE", &format!("/faults/{index}"), None);
+    assert_eq!(status, 200);
+    assert!(rtsp_options(raop).starts_with("RTSP/1.0 200"));
+    let (_, faults) = serve.call("GET", "/faults", None);
+    assert_eq!(faults[0]["applied"], 1);
+    assert_eq!(faults[0]["active"], false);
+
+    // The exchange log, then a long poll that an exchange ends early.
+    let (_, log) = serve.call("GET", "/events?since=0", None);
+    let next = log["next"].as_u64().unwrap();
+    assert!(log["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["kind"]["type"] == "request" && e["kind"]["method"] == "OPTIONS"));
+    let control = serve.control();
+    let poll = std::thread::spawn(move || {
+        let started = Instant::now();
+        let (status, body) = http(
+            control,
+            "GET",
+            &format!("/events?since={next}&wait=20"),
+            None,
+        );
+        (
+            status,
+            serde_json::from_slice::<Value>(&body).unwrap(),
+            started.elapsed(),
+        )
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    rtsp_options(raop);
+    let (status, polled, took) = poll.join().unwrap();
+    assert_eq!(status, 200);
+    assert!(took < Duration::from_secs(10), "long poll took {took:?}");
+    assert!(!polled["events"].as_array().unwrap().is_empty(), "{polled}");
+
+    // Audio received, read back as WAV.
+    let (status, _) = http(serve.control(), "GET", "/devices/den/audio", None);
+    assert_eq!(status, 404, "no audio yet");
+    let out = run(&[
+        "client",
+        "raop",
+        "--to",
+        &format!("127.0.0.1:{raop}"),
+        "scenarios/media/tone-1s.wav",
+    ]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let (status, wav) = http(serve.control(), "GET", "/devices/den/audio", None);
+    assert_eq!(status, 200);
+    assert!(wav.starts_with(b"RIFF") && wav.len() > 44 + 44_100 * 4 / 2);
+
+    // airtwin ctl over the same API.
+    let ready = serve.ready_path.to_str().unwrap().to_string();
+    let out = run(&["ctl", "--ready-file", &ready, "set", "den", "volume=-20"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("-20"), "{stdout}");
+    let out = run(&["ctl", "--ready-file", &ready, "remove-fault", "42"]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr.contains("no active fault 42"), "{stderr}");
+    let out = run(&[
+        "ctl",
+        "--ready-file",
+        &ready,
+        "add-fault",
+        "{when: {method: OPTIONS}, action: drop, times: 1}",
+    ]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let out = run(&["ctl", "--ready-file", &ready, "reset"]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let (_, dev) = serve.call("GET", "/devices/den", None);
+    assert_eq!(dev["announced_name"], "den", "reset restores the name");
+    let (_, faults) = serve.call("GET", "/faults", None);
+    assert!(faults
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|f| f["active"] == false));
+
+    // Shutdown through the API: clean exit, transcript flushed, ready file removed.
+    let out = run(&["ctl", "--ready-file", &ready, "shutdown"]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    assert!(serve.wait(Duration::from_secs(15)).success());
+    assert!(!serve.ready_path.exists(), "ready file left behind");
+    let transcript = std::fs::read_to_string(serve.dir.join("out/transcript.txt")).unwrap();
+    assert!(transcript.contains("→ RECORD"), "{transcript}");
+}
+
+/// Socket inodes of a process's descriptors.
+fn socket_inodes(pid: u32) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .flatten()
+    {
+        if let Ok(target) = std::fs::read_link(e.path()) {
+            let t = target.to_string_lossy().into_owned();
+            if let Some(inode) = t.strip_prefix("socket:[").and_then(|s| s.strip_suffix(']')) {
+                out.push(inode.to_string());
+            }
+        }
+    }
+    out
+}
+
+/// Local UDP ports (IPv4 and IPv6) of the sockets `pid` holds, from /proc/PID/net/udp{,6}.
+fn udp_ports_of(pid: u32) -> Vec<u16> {
+    let inodes = socket_inodes(pid);
+    let mut ports = Vec::new();
+    for table in ["udp", "udp6"] {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() > 9 && inodes.iter().any(|i| i == f[9]) {
+                let port = f[1].rsplit(':').next().unwrap();
+                ports.push(u16::from_str_radix(port, 16).unwrap());
+            }
+        }
+    }
+    ports
+}
+
+/// Whether the process runs mdns-sd's daemon thread (named `mDNS_daemon`).
+fn has_mdns_thread(pid: u32) -> bool {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+        .any(|t| {
+            std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == "mDNS_daemon")
+        })
+}
+
+#[test]
+fn discovery_none_opens_no_multicast_socket_and_unicast_only_one_udp_port() {
+    let serve = Serve::start(
+        "discovery-none",
+        &["--device", "apple-tv=tv", "--discovery", "none"],
+    );
+    let pid = serve.pid();
+    assert!(
+        serve.ready["ports"].get("dns-sd").is_none(),
+        "{}",
+        serve.ready
+    );
+    assert!(
+        !has_mdns_thread(pid),
+        "discovery none started the mDNS daemon"
+    );
+    assert_eq!(udp_ports_of(pid), Vec::<u16>::new(), "no UDP socket at all");
+    drop(serve);
+
+    let serve = Serve::start(
+        "discovery-unicast",
+        &["--device", "apple-tv=tv", "--discovery", "unicast"],
+    );
+    let pid = serve.pid();
+    let dns_sd = serve.ready["ports"]["dns-sd"].as_u64().unwrap() as u16;
+    assert!(!has_mdns_thread(pid));
+    assert_eq!(udp_ports_of(pid), vec![dns_sd], "only the DNS-SD responder");
+    assert!(!udp_ports_of(pid).contains(&5353));
+}
+
+/// `ci/netns --check` must say yes: the namespace tests fail (never skip) where it cannot.
+fn require_netns() -> PathBuf {
+    let script = root().join("ci/netns");
+    let out = Command::new(&script).arg("--check").output().unwrap();
+    assert!(
+        out.status.success(),
+        "private network namespaces are needed for the mDNS tests (house rule: no multicast \
+         outside one): {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    script
+}
+
+#[test]
+fn multicast_discovery_runs_only_inside_the_namespace_and_the_probe_sees_it() {
+    let netns = require_netns();
+    // The same probe as above sees the mDNS daemon and port 5353 when they are there.
+    let serve = Serve::start_with(
+        "discovery-netns",
+        Some(&netns),
+        &[
+            "--device",
+            "airport-express=den",
+            "--discovery",
+            "interfaces:airtwin0",
+        ],
+    );
+    let pid = serve.pid();
+    assert!(has_mdns_thread(pid), "interfaces mode runs mdns-sd");
+    assert!(udp_ports_of(pid).contains(&5353), "{:?}", udp_ports_of(pid));
+}
+
+#[test]
+fn discovery_scenarios_pass_unicast_on_the_host_and_multicast_inside_ci_netns() {
+    require_peers();
+    require_netns();
+    let dir = scratch("discovery-scenarios");
+    let out = run(&[
+        "run",
+        "scenarios/discovery",
+        "scenarios/netns",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("PASS  discovery-unicast-scan"), "{stdout}");
+    assert!(stdout.contains("PASS  netns-multicast-scan"), "{stdout}");
+}
+
+#[test]
+fn serve_survives_malformed_input_vanishing_clients_and_2000_connections() {
+    let serve = Serve::start("robust", &["--device", "apple-tv=tv"]);
+    let ports = &serve.ready["devices"][0]["ports"];
+    let airplay = ports["airplay"].as_u64().unwrap() as u16;
+    let dacp = ports["dacp"].as_u64().unwrap() as u16;
+    let control = serve.control().port();
+    let dns_sd = serve.ready["ports"]["dns-sd"].as_u64().unwrap() as u16;
+    let started = Instant::now();
+    let garbage: [&[u8]; 5] = [
+        b"\x00\xff\xfe garbage\r\n\r\n",
+        b"GET / HTTP/1.1\r\nContent-Length: -5\r\n\r\n",
+        b"OPTIONS * RTSP/1.0\r\nCSeq: 1\r\nContent-Length: 99999999999999999999\r\n\r\n",
+        b"POST /fp-setup RTSP/1.0\r\nCSeq: 2\r\nContent-Length: 4\r\n\r\nFP",
+        b"GET /devices HTTP/1.1\r\n\xc3\x28: x\r\n\r\n",
+    ];
+    for port in [airplay, dacp, control] {
+        for g in garbage {
+            // Malformed input, then the client vanishes mid-exchange.
+            let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+            let _ = s.write_all(g);
+            drop(s);
+            let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let _ = s.write_all(g);
+            let _ = s.shutdown(std::net::Shutdown::Write);
+            let mut sink = Vec::new();
+            let _ = s.read_to_end(&mut sink);
+        }
+    }
+    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for g in garbage {
+        udp.send_to(g, ("127.0.0.1", dns_sd)).unwrap();
+    }
+    // 2,000 connections, 500 open at once, each asking OPTIONS or hanging up at once.
+    let mut answered = 0;
+    for batch in 0..4 {
+        let mut open = Vec::new();
+        for i in 0..500 {
+            let mut s = TcpStream::connect(("127.0.0.1", airplay)).unwrap();
+            if (batch * 500 + i) % 2 == 0 {
+                s.write_all(b"OPTIONS * RTSP/1.0\r\nCSeq: 1\r\n\r\n")
+                    .unwrap();
+            }
+            open.push((i, s));
+        }
+        for (i, mut s) in open {
+            if (batch * 500 + i) % 2 == 0 {
+                s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                let mut buf = [0u8; 12];
+                if s.read_exact(&mut buf).is_ok() && &buf == b"RTSP/1.0 200" {
+                    answered += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(
+        answered, 1000,
+        "every OPTIONS of the 2,000 connections answered"
+    );
+    // Still serving on every port.
+    assert!(rtsp_options(airplay).starts_with("RTSP/1.0 200"));
+    let (status, _) = http(serve.control(), "GET", "/devices", None);
+    assert_eq!(status, 200);
+    assert_eq!(
+        dns_sd_instances(dns_sd, "_airplay._tcp.local"),
+        ["tv"],
+        "DNS-SD still answers"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "took {:?}",
+        started.elapsed()
+    );
+}
