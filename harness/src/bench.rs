@@ -13,6 +13,7 @@ use airtwin_simulators::event::Recorder;
 use airtwin_simulators::fault::FaultPlan;
 use airtwin_simulators::raop::challenge::{self, encode_b64};
 use airtwin_simulators::raop::{keys, RaopConfig, RaopService};
+use airtwin_simulators::service::Service;
 use airtwin_simulators::shell::{self, ShellConfig};
 use airtwin_simulators::wire::Limits;
 use anyhow::{bail, Result};
@@ -60,15 +61,17 @@ pub fn rsa_ops_per_sec(threads: usize, dur: Duration, which: RsaImpl) -> f64 {
     count.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
 }
 
-async fn start_device() -> Result<(SocketAddr, watch::Sender<bool>)> {
-    let mut config = RaopConfig::airport_express("bench");
-    config.max_sessions = usize::MAX;
-    let service = Arc::new(RaopService::new(config));
+/// Serves `service` on 127.0.0.1:0 with no faults until the returned sender flips.
+pub(crate) async fn serve_on_loopback<S: Service>(
+    service: Arc<S>,
+    name: &str,
+    service_name: &str,
+) -> Result<(SocketAddr, watch::Sender<bool>)> {
     let listener = shell::bind("127.0.0.1:0".parse()?).await?;
     let addr = listener.local_addr()?;
     let (tx, rx) = watch::channel(false);
     let cfg = ShellConfig {
-        device: "bench".into(),
+        device: name.into(),
         // The bench measures the device, not transcript growth: events go to a recorder that is
         // dropped with the device.
         recorder: Recorder::shared(),
@@ -77,8 +80,14 @@ async fn start_device() -> Result<(SocketAddr, watch::Sender<bool>)> {
         idle_timeout: Duration::from_secs(30),
         shutdown: rx,
     };
-    shell::spawn(listener, service, cfg, "raop");
+    shell::spawn(listener, service, cfg, service_name);
     Ok((addr, tx))
+}
+
+async fn start_device() -> Result<(SocketAddr, watch::Sender<bool>)> {
+    let mut config = RaopConfig::airport_express("bench");
+    config.max_sessions = usize::MAX;
+    serve_on_loopback(Arc::new(RaopService::new(config)), "bench", "raop").await
 }
 
 /// One full sender handshake on a new connection: OPTIONS+challenge, ANNOUNCE+rsaaeskey, SETUP,
@@ -237,20 +246,12 @@ async fn start_apple_tv() -> Result<(SocketAddr, watch::Sender<bool>)> {
     let config = AirplayConfig::apple_tv("bench-tv", 0);
     let mut raop = config.raop_config(0);
     raop.max_sessions = usize::MAX;
-    let service = Arc::new(AirplayService::new(config, raop));
-    let listener = shell::bind("127.0.0.1:0".parse()?).await?;
-    let addr = listener.local_addr()?;
-    let (tx, rx) = watch::channel(false);
-    let cfg = ShellConfig {
-        device: "bench-tv".into(),
-        recorder: Recorder::shared(),
-        plan: Arc::new(FaultPlan::empty()),
-        limits: Limits::default(),
-        idle_timeout: Duration::from_secs(30),
-        shutdown: rx,
-    };
-    shell::spawn(listener, service, cfg, "airplay");
-    Ok((addr, tx))
+    serve_on_loopback(
+        Arc::new(AirplayService::new(config, raop)),
+        "bench-tv",
+        "airplay",
+    )
+    .await
 }
 
 /// One AirPlay handshake on a new connection: GET /info, fp-setup phase 1 (`mode`), phase 3;

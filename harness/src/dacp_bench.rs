@@ -7,10 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use airtwin_simulators::dacp::{DacpConfig, DacpService};
-use airtwin_simulators::event::Recorder;
-use airtwin_simulators::fault::FaultPlan;
-use airtwin_simulators::shell::{self, ShellConfig};
-use airtwin_simulators::wire::{dmap, Limits, Protocol};
+use airtwin_simulators::wire::{dmap, Protocol};
 use anyhow::{bail, Context as _, Result};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
@@ -20,20 +17,7 @@ use crate::clients::rtsp::RtspClient;
 async fn start_itunes(gzip: bool) -> Result<(SocketAddr, watch::Sender<bool>)> {
     let mut config = DacpConfig::itunes("bench", SystemTime::now());
     config.gzip = gzip;
-    let service = Arc::new(DacpService::new(config));
-    let listener = shell::bind("127.0.0.1:0".parse()?).await?;
-    let addr = listener.local_addr()?;
-    let (tx, rx) = watch::channel(false);
-    let cfg = ShellConfig {
-        device: "bench".into(),
-        recorder: Recorder::shared(),
-        plan: Arc::new(FaultPlan::empty()),
-        limits: Limits::default(),
-        idle_timeout: Duration::from_secs(30),
-        shutdown: rx,
-    };
-    shell::spawn(listener, service, cfg, "dacp");
-    Ok((addr, tx))
+    crate::bench::serve_on_loopback(Arc::new(DacpService::new(config)), "bench", "dacp").await
 }
 
 /// A loopback HTTP server that answers every request with a fixed 200 and a 120-byte body (about

@@ -418,26 +418,7 @@ async fn start_airport_express(spec: &DeviceSpec, run: &RunContext) -> Result<De
     }
     config.extra_keys = sign_with_keys(run)?;
     let service = Arc::new(RaopService::new(config));
-    let listener = shell::bind(SocketAddr::new(address_of(spec), spec.port))
-        .await
-        .with_context(|| {
-            format!(
-                "device {}: cannot listen on {}:{}",
-                spec.name,
-                address_of(spec),
-                spec.port
-            )
-        })?;
-    let port = listener.local_addr()?.port();
-    let cfg = ShellConfig {
-        device: spec.name.as_str().into(),
-        recorder: run.recorder.clone(),
-        plan: run.plan.clone(),
-        limits: Limits::default(),
-        idle_timeout: Duration::from_secs_f64(spec.idle_timeout.unwrap_or(60.0)),
-        shutdown: run.shutdown.clone(),
-    };
-    let task = shell::spawn(listener, service.clone(), cfg, "raop");
+    let (port, task) = listen(spec, run, spec.port, service.clone(), "raop").await?;
     Ok(Device {
         name: spec.name.clone(),
         kind: spec.kind,

@@ -66,6 +66,23 @@ fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
 }
 
 impl ScenarioResult {
+    /// A result not yet passed, with nothing recorded.
+    pub fn new(loaded: &Loaded, seed: u64, out_dir: Option<PathBuf>) -> Self {
+        ScenarioResult {
+            name: loaded.scenario.name.clone(),
+            file: loaded.file.clone(),
+            seed,
+            passed: false,
+            duration: Duration::ZERO,
+            failures: Vec::new(),
+            error: None,
+            interrupted: false,
+            clients: Vec::new(),
+            out_dir,
+            events: Vec::new(),
+        }
+    }
+
     /// The first failure as one line: `what: expected X, got Y`.
     pub fn first_problem(&self) -> Option<String> {
         if let Some(e) = &self.error {
@@ -105,19 +122,7 @@ pub async fn run(
         if let Some(d) = &out_dir {
             let _ = std::fs::create_dir_all(d);
         }
-        let mut result = ScenarioResult {
-            name: scenario.name.clone(),
-            file: loaded.file.clone(),
-            seed,
-            passed: false,
-            duration: Duration::ZERO,
-            failures: Vec::new(),
-            error: None,
-            interrupted: false,
-            clients: Vec::new(),
-            out_dir: out_dir.clone(),
-            events: Vec::new(),
-        };
+        let mut result = ScenarioResult::new(loaded, seed, out_dir.clone());
 
         let mut devices: Vec<Device> = Vec::new();
         for spec in &scenario.devices {

@@ -26,19 +26,11 @@ pub async fn run_scenario(
 ) -> ScenarioResult {
     let started = Instant::now();
     let scenario = &loaded.scenario;
-    let mut result = ScenarioResult {
-        name: scenario.name.clone(),
-        file: loaded.file.clone(),
+    let mut result = ScenarioResult::new(
+        loaded,
         seed,
-        passed: false,
-        duration: Duration::ZERO,
-        failures: Vec::new(),
-        error: None,
-        interrupted: false,
-        clients: Vec::new(),
-        out_dir: opts.out.as_ref().map(|o| o.join(&scenario.name)),
-        events: Vec::new(),
-    };
+        opts.out.as_ref().map(|o| o.join(&scenario.name)),
+    );
     let script = engine::project_root(&loaded.dir()).map(|r| r.join("ci/netns"));
     let exe = std::env::current_exe();
     let (Some(script), Ok(exe)) = (script.filter(|s| s.exists()), exe) else {

@@ -217,19 +217,10 @@ pub async fn serve(what: What, opts: ServeOptions) -> Result<()> {
     control_task.abort();
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     if let Some(out) = opts.out {
-        let result = crate::engine::ScenarioResult {
-            name: loaded.scenario.name.clone(),
-            file: loaded.file.clone(),
-            seed,
-            passed: true,
-            duration: recorder.elapsed(),
-            failures: Vec::new(),
-            error: None,
-            interrupted: false,
-            clients: Vec::new(),
-            out_dir: Some(out.clone()),
-            events: recorder.snapshot(),
-        };
+        let mut result = crate::engine::ScenarioResult::new(&loaded, seed, Some(out.clone()));
+        result.passed = true;
+        result.duration = recorder.elapsed();
+        result.events = recorder.snapshot();
         transcript::write_all(&out, &loaded, devices, &result)?;
         eprintln!("airtwin: transcript in {}", out.display());
     }

@@ -145,28 +145,7 @@ pub async fn run_with_timeout(
         r = tokio::time::timeout(timeout, run(&opts, &mut log)) => Some(r),
         _ = cancel.wait_for(|c| *c) => None,
     };
-    let mut outcome = ClientOutcome {
-        duration: started.elapsed(),
-        ..Default::default()
-    };
-    match result {
-        None => outcome.interrupted = true,
-        Some(Err(_)) => {
-            outcome.timed_out = true;
-            let _ = writeln!(
-                log,
-                "FAIL timeout: no end after {:.1}s",
-                timeout.as_secs_f64()
-            );
-        }
-        Some(Ok(Ok(()))) => outcome.exit = Some(0),
-        Some(Ok(Err(e))) => {
-            let _ = writeln!(log, "FAIL {e:#}");
-            outcome.exit = Some(1);
-        }
-    }
-    outcome.stdout = log;
-    outcome
+    super::outcome_of(result, log, started, timeout)
 }
 
 struct Remote<'a> {

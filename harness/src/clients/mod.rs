@@ -31,6 +31,40 @@ fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_f64(d.as_secs_f64())
 }
 
+/// How an in-process client's run ended: `None` when interrupted, `Some(Err)` at its timeout,
+/// `Some(Ok(result))` when it finished. Its log becomes the outcome's stdout, with a `FAIL …` line
+/// for an error or a timeout; exit 0 on success, 1 on failure.
+pub fn outcome_of(
+    result: Option<Result<anyhow::Result<()>, tokio::time::error::Elapsed>>,
+    mut log: String,
+    started: std::time::Instant,
+    timeout: Duration,
+) -> ClientOutcome {
+    use std::fmt::Write as _;
+    let mut outcome = ClientOutcome {
+        duration: started.elapsed(),
+        ..Default::default()
+    };
+    match result {
+        None => outcome.interrupted = true,
+        Some(Err(_)) => {
+            outcome.timed_out = true;
+            let _ = writeln!(
+                log,
+                "FAIL timeout: no end after {:.1}s",
+                timeout.as_secs_f64()
+            );
+        }
+        Some(Ok(Ok(()))) => outcome.exit = Some(0),
+        Some(Ok(Err(e))) => {
+            let _ = writeln!(log, "FAIL {e:#}");
+            outcome.exit = Some(1);
+        }
+    }
+    outcome.stdout = log;
+    outcome
+}
+
 impl ClientOutcome {
     pub fn failed_to_start(error: String, duration: Duration) -> Self {
         ClientOutcome {

@@ -106,6 +106,13 @@ pub fn write_all(
             if let Some(e) = &st.last_error {
                 let _ = writeln!(text, "   last error: {e}");
             }
+            let pcm = s.receiver.pcm();
+            if st.channels > 0 && !pcm.is_empty() {
+                let path = dir.join(format!("{}-session{i}.wav", d.name));
+                if let Err(e) = audio_match::write_wav(&path, st.channels, st.sample_rate, &pcm) {
+                    tracing::warn!(error = %e, "cannot write {}", path.display());
+                }
+            }
         }
     }
     for f in &result.failures {
@@ -124,27 +131,6 @@ pub fn write_all(
     }
     std::fs::write(dir.join("result.json"), serde_json::to_vec_pretty(result)?)?;
 
-    for d in devices {
-        let Some(service) = &d.parts.raop else {
-            continue;
-        };
-        let state = service
-            .state
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        for (i, s) in state.sessions.iter().enumerate() {
-            let stats = s.receiver.stats();
-            let pcm = s.receiver.pcm();
-            if stats.channels == 0 || pcm.is_empty() {
-                continue;
-            }
-            let path = dir.join(format!("{}-session{i}.wav", d.name));
-            if let Err(e) = audio_match::write_wav(&path, stats.channels, stats.sample_rate, &pcm) {
-                tracing::warn!(error = %e, "cannot write {}", path.display());
-            }
-        }
-    }
     Ok(())
 }
 
