@@ -215,7 +215,10 @@ pub async fn run(
         (None, None) => Err(anyhow::anyhow!("no remote: give address or command")),
     };
     let result: Result<()> = async {
-        let addr = addr?;
+        let mut addr = addr?;
+        if spec.discover {
+            addr = discover(spec, deadline, &mut log).await?;
+        }
         let _ = writeln!(
             log,
             "pair: GET /pair?pairingcode={}&servicename={} to {addr}",
@@ -278,6 +281,64 @@ pub async fn run(
     outcome.stderr = remote_out;
     outcome.duration = started.elapsed();
     outcome
+}
+
+/// The interface `ci/netns` gives its namespace (see that script).
+const NETNS_INTERFACE: &str = "airtwin0";
+
+/// Finds the remote as iTunes and an Apple TV do: browse `_touch-remote._tcp` and pick the
+/// instance whose TXT `Pair` is the remote's (and `DvNm` its name, when given)
+/// (seeds/pyatv-device-pairing.txt, protocol-notes.md).
+async fn discover(
+    spec: &PairClientSpec,
+    deadline: tokio::time::Instant,
+    log: &mut String,
+) -> Result<SocketAddr> {
+    if !crate::netns::inside() {
+        bail!("discover browses mDNS, which airtwin does only inside ci/netns (netns: true)");
+    }
+    let interfaces = shell::mdns::Interfaces::Named(vec![NETNS_INTERFACE.to_string()]);
+    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+    let want_name = spec.remote_name.as_deref();
+    let mut seen_lines = Vec::new();
+    let found = shell::mdns::find(
+        "_touch-remote._tcp.local.",
+        &interfaces,
+        left,
+        |f| {
+            !f.addresses.is_empty()
+                && f.txt
+                    .get("Pair")
+                    .is_some_and(|p| p.eq_ignore_ascii_case(&spec.pair))
+                && want_name.is_none_or(|n| f.txt.get("DvNm").map(String::as_str) == Some(n))
+        },
+        |f| {
+            seen_lines.push(format!(
+                "discover: {} at {:?}:{} Pair={} DvNm={}",
+                f.fullname,
+                f.addresses,
+                f.port,
+                f.txt.get("Pair").map(String::as_str).unwrap_or("-"),
+                f.txt.get("DvNm").map(String::as_str).unwrap_or("-")
+            ))
+        },
+    )
+    .await?;
+    for l in seen_lines {
+        let _ = writeln!(log, "{l}");
+    }
+    let found = found.with_context(|| {
+        format!(
+            "no _touch-remote._tcp instance with Pair={}{} appeared",
+            spec.pair,
+            want_name
+                .map(|n| format!(" and DvNm={n}"))
+                .unwrap_or_default()
+        )
+    })?;
+    let addr = SocketAddr::from((found.addresses[0], found.port));
+    let _ = writeln!(log, "discover: pairing with {} at {addr}", found.fullname);
+    Ok(addr)
 }
 
 /// Options of `airtwin client remote-pair`.

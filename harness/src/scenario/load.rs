@@ -242,6 +242,18 @@ fn check(s: &Scenario) -> Result<(), (String, String)> {
                         "needs either address or command (the remote to pair with)".into(),
                     ));
                 }
+                if p.discover && !s.netns {
+                    return Err((
+                        format!("clients[{i}].run.pair.discover"),
+                        "browsing mDNS multicasts: it needs `netns: true` (a private network namespace)".into(),
+                    ));
+                }
+                if p.discover && p.address.is_some() {
+                    return Err((
+                        format!("clients[{i}].run.pair.discover"),
+                        "discover finds the remote's address: drop `address`".into(),
+                    ));
+                }
                 if !p.pin.bytes().all(|b| b.is_ascii_digit()) || p.pin.is_empty() {
                     return Err((
                         format!("clients[{i}].run.pair.pin"),
@@ -554,6 +566,20 @@ mod tests {
         assert_eq!(e.path, "clients[0].run.raop.to");
         assert_eq!((e.line, e.column), (11, 9), "{e}");
         assert!(e.message.contains("apx"), "{e}");
+    }
+
+    #[test]
+    fn discovering_a_remote_needs_a_namespace() {
+        let text = "name: t\ndescription: d\ndevices:\n  - kind: apple-tv\n    name: atv\nclients:\n  - name: p\n    run:\n      pair:\n        device: atv\n        pin: \"1234\"\n        discover: true\n        command: [x]\n";
+        let e = err(text);
+        assert_eq!(e.path, "clients[0].run.pair.discover", "{e}");
+        assert!(e.message.contains("netns: true"), "{e}");
+        assert_eq!(e.line, 12, "{e}");
+        assert!(parse_str(
+            &text.replace("devices:", "netns: true\ndevices:"),
+            Path::new("s.yaml")
+        )
+        .is_ok());
     }
 
     #[test]

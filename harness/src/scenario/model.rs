@@ -333,6 +333,14 @@ pub struct PairClientSpec {
     /// "Use pin N to pair" (pyatv 0.18 `atvremote`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ready_from: Option<String>,
+    /// Find the remote by browsing `_touch-remote._tcp` over mDNS, as iTunes and an Apple TV do,
+    /// instead of calling 127.0.0.1: the instance whose TXT `Pair` is `pair` (and `DvNm` is
+    /// `remote_name`, when given). Multicast: only in a scenario with `netns: true`.
+    #[serde(default)]
+    pub discover: bool,
+    /// The remote's `DvNm` to pick when discovering.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_name: Option<String>,
 }
 
 fn default_pair() -> String {

@@ -47,31 +47,85 @@ pub struct Announcer {
     registered: std::sync::Mutex<HashMap<String, Vec<String>>>,
 }
 
+/// An mdns-sd daemon that sends and listens only on `interfaces`.
+fn daemon_on(interfaces: &Interfaces) -> Result<ServiceDaemon, MdnsError> {
+    if let Interfaces::Named(names) = interfaces {
+        for n in names {
+            if !Path::new("/sys/class/net").join(n).exists() {
+                return Err(MdnsError::NoSuchInterface(n.clone()));
+            }
+        }
+    }
+    let daemon = ServiceDaemon::new().map_err(daemon_err)?;
+    daemon.disable_interface(IfKind::All).map_err(daemon_err)?;
+    match interfaces {
+        Interfaces::Loopback => daemon
+            .enable_interface(IfKind::LoopbackV4)
+            .map_err(daemon_err)?,
+        Interfaces::Named(names) => {
+            let kinds: Vec<IfKind> = names.iter().map(|n| IfKind::Name(n.clone())).collect();
+            daemon.enable_interface(kinds).map_err(daemon_err)?;
+            // Announcements are IPv4 only: the devices listen on IPv4 addresses.
+            daemon.disable_interface(IfKind::IPv6).map_err(daemon_err)?;
+        }
+    }
+    Ok(daemon)
+}
+
+/// A service instance found by browsing, resolved to an address, a port and its TXT record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    pub fullname: String,
+    pub addresses: Vec<std::net::Ipv4Addr>,
+    pub port: u16,
+    pub txt: std::collections::BTreeMap<String, String>,
+}
+
+/// Browses `service_type` (e.g. `_touch-remote._tcp.local.`) on `interfaces` until a resolved
+/// instance satisfies `accept`, or `timeout` passes (`Ok(None)`). Every instance seen is passed
+/// to `seen`, for the log.
+pub async fn find(
+    service_type: &str,
+    interfaces: &Interfaces,
+    timeout: Duration,
+    accept: impl Fn(&Found) -> bool,
+    mut seen: impl FnMut(&Found),
+) -> Result<Option<Found>, MdnsError> {
+    let daemon = daemon_on(interfaces)?;
+    let events = daemon.browse(service_type).map_err(daemon_err)?;
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut result = None;
+    while let Ok(Ok(event)) = tokio::time::timeout_at(deadline, events.recv_async()).await {
+        let mdns_sd::ServiceEvent::ServiceResolved(info) = event else {
+            continue;
+        };
+        let mut addresses: Vec<_> = info.get_addresses_v4().into_iter().collect();
+        addresses.sort();
+        let found = Found {
+            fullname: info.get_fullname().to_string(),
+            addresses,
+            port: info.get_port(),
+            txt: info
+                .get_properties()
+                .iter()
+                .map(|p| (p.key().to_string(), p.val_str().to_string()))
+                .collect(),
+        };
+        seen(&found);
+        if accept(&found) {
+            result = Some(found);
+            break;
+        }
+    }
+    let _ = daemon.shutdown();
+    Ok(result)
+}
+
 impl Announcer {
     /// Starts the daemon restricted to `interfaces`.
     pub fn start(interfaces: &Interfaces) -> Result<Self, MdnsError> {
-        if let Interfaces::Named(names) = interfaces {
-            for n in names {
-                if !Path::new("/sys/class/net").join(n).exists() {
-                    return Err(MdnsError::NoSuchInterface(n.clone()));
-                }
-            }
-        }
-        let daemon = ServiceDaemon::new().map_err(daemon_err)?;
-        daemon.disable_interface(IfKind::All).map_err(daemon_err)?;
-        match interfaces {
-            Interfaces::Loopback => daemon
-                .enable_interface(IfKind::LoopbackV4)
-                .map_err(daemon_err)?,
-            Interfaces::Named(names) => {
-                let kinds: Vec<IfKind> = names.iter().map(|n| IfKind::Name(n.clone())).collect();
-                daemon.enable_interface(kinds).map_err(daemon_err)?;
-                // Announcements are IPv4 only: the devices listen on IPv4 addresses.
-                daemon.disable_interface(IfKind::IPv6).map_err(daemon_err)?;
-            }
-        }
         Ok(Announcer {
-            daemon,
+            daemon: daemon_on(interfaces)?,
             registered: std::sync::Mutex::new(HashMap::new()),
         })
     }
