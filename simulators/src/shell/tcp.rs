@@ -381,7 +381,13 @@ async fn handle_and_wait<S: Service>(
                 r = stream.read(&mut chunk) => match r {
                     Ok(0) => return Err(End::Closed("peer closed while the answer was deferred".into())),
                     Err(e) => return Err(End::Closed(format!("read error: {e}"))),
-                    Ok(n) => pending.extend_from_slice(&chunk[..n]),
+                    Ok(n) => {
+                        pending.extend_from_slice(&chunk[..n]);
+                        // Pipelined requests wait their turn; a flood is cut off at the limits.
+                        if pending.len() > cfg.limits.max_head + cfg.limits.max_body {
+                            return Err(End::Closed("peer sent too much while the answer was deferred".into()));
+                        }
+                    }
                 },
             }
         }
