@@ -465,6 +465,40 @@ pub fn evaluate(loaded: &Loaded, devices: &[Device], result: &ScenarioResult) ->
                     expected: "no protocol warnings".into(),
                     actual: w,
                 }),
+            Expectation::Warnings {
+                device,
+                matches,
+                min,
+            } => {
+                let re = matches.as_deref().and_then(|m| Regex::new(m).ok());
+                let all: Vec<&String> = result
+                    .events
+                    .iter()
+                    .filter_map(|ev| match &ev.kind {
+                        EventKind::Warning { message } if ev.device == *device => Some(message),
+                        _ => None,
+                    })
+                    .collect();
+                let hits = all
+                    .iter()
+                    .filter(|m| re.as_ref().is_none_or(|r| r.is_match(m)))
+                    .count() as u64;
+                (hits < *min).then(|| Failure {
+                    what: format!("expect[{i}] warnings at {device}"),
+                    expected: format!(
+                        "at least {min} protocol warning(s){}",
+                        matches
+                            .as_ref()
+                            .map(|m| format!(" matching /{m}/"))
+                            .unwrap_or_default()
+                    ),
+                    actual: if all.is_empty() {
+                        "none".into()
+                    } else {
+                        format!("{hits} matching of {}: {:?}", all.len(), all)
+                    },
+                })
+            }
             Expectation::FaultsApplied(list) => {
                 let applied: HashSet<usize> = result
                     .events

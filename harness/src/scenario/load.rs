@@ -310,6 +310,19 @@ fn check(s: &Scenario) -> Result<(), (String, String)> {
             Expectation::NoWarnings { device } => {
                 known_device(device, format!("expect[{i}].no_warnings.device"))?
             }
+            Expectation::Warnings {
+                device, matches, ..
+            } => {
+                known_device(device, format!("expect[{i}].warnings.device"))?;
+                if let Some(re) = matches {
+                    if let Err(err) = regex::Regex::new(re) {
+                        return Err((
+                            format!("expect[{i}].warnings.matches"),
+                            format!("bad regex: {err}"),
+                        ));
+                    }
+                }
+            }
             Expectation::State { device, .. } => {
                 known_device(device, format!("expect[{i}].state.device"))?
             }

@@ -438,6 +438,15 @@ pub enum Expectation {
     Audio(AudioExpect),
     /// The device logged no protocol warning.
     NoWarnings { device: String },
+    /// The device logged protocol warnings: at least `min` (default 1) whose text matches the
+    /// regular expression `matches` (any text when absent).
+    Warnings {
+        device: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        matches: Option<String>,
+        #[serde(default = "one")]
+        min: u64,
+    },
     /// Faults that must have acted (by position in `faults`), at least once each.
     FaultsApplied(Vec<usize>),
     /// Values of the device's state after the run (e.g. `volume`, `active_sessions`).
@@ -541,4 +550,8 @@ pub struct AudioExpect {
     /// Every session was AES-encrypted (true) or clear (false).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encrypted: Option<bool>,
+}
+
+fn one() -> u64 {
+    1
 }

@@ -404,10 +404,13 @@ fn record_response(cfg: &ShellConfig, info: &ConnInfo, index: Option<u64>, resp:
             index: index.unwrap_or(u64::MAX),
             status: resp.status,
             reason: resp.reason.clone(),
+            // As sent: `Response::encode` always writes Content-Length last.
             headers: resp
                 .headers
                 .iter()
+                .filter(|(n, _)| !n.eq_ignore_ascii_case("Content-Length"))
                 .map(|(n, v)| (n.into(), v.into()))
+                .chain([("Content-Length".to_string(), resp.body.len().to_string())])
                 .collect(),
             content_type: resp.headers.get("Content-Type").map(str::to_string),
             body: resp.body.clone(),
