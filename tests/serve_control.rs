@@ -566,3 +566,42 @@ fn serve_survives_malformed_input_vanishing_clients_and_2000_connections() {
         started.elapsed()
     );
 }
+
+#[test]
+fn now_playing_changes_live_through_the_control_api() {
+    let serve = Serve::start("serve-now-playing", &["--device", "itunes=lib"]);
+    let (status, before) = serve.call("GET", "/devices/lib", None);
+    assert_eq!(status, 200, "{before}");
+    let revision = before["state"]["dacp"]["revision"]
+        .as_u64()
+        .expect("dacp.revision");
+    let (status, after) = serve.call(
+        "POST",
+        "/devices/lib/state",
+        Some(&json!({
+            "now_playing": {"title": "Live Title", "artist": "Control API", "duration": 200.0},
+            "play_state": "paused",
+            "position": 42.0
+        })),
+    );
+    assert_eq!(status, 200, "{after}");
+    let dacp = &after["state"]["dacp"];
+    assert_eq!(dacp["title"], "Live Title", "{dacp}");
+    assert_eq!(dacp["artist"], "Control API", "{dacp}");
+    assert_eq!(dacp["state"], "paused", "{dacp}");
+    assert!(dacp["revision"].as_u64().unwrap() > revision, "{dacp}");
+    // Keys a device has no part for, and bad values, are refused with a reason.
+    let (status, err) = serve.call(
+        "POST",
+        "/devices/lib/state",
+        Some(&json!({"play_state": "dancing"})),
+    );
+    assert_eq!(status, 400, "{err}");
+    assert!(err["error"].as_str().unwrap().contains("dancing"), "{err}");
+    let (status, err) = serve.call(
+        "POST",
+        "/devices/lib/state",
+        Some(&json!({"volume": -10.0})),
+    );
+    assert_eq!(status, 400, "{err}");
+}

@@ -4,7 +4,7 @@
 //! |---|---|
 //! | `GET /devices` | every device: name, kind, address, ports, identity, mDNS records, state |
 //! | `GET /devices/NAME` | one device |
-//! | `POST /devices/NAME/state` | changes state live: `{"volume": -12.5, "name": "Den"}` |
+//! | `POST /devices/NAME/state` | changes state live: `{"volume": -12.5, "name": "Den"}`; DACP devices also `now_playing` (a track: title, artist, album, genre, duration), `play_state` (playing, paused, stopped), `position` (s), `next` (true) |
 //! | `GET /devices/NAME/audio` | the audio it received, as a WAV file |
 //! | `GET /faults` | the fault plan: index, fault, active, matched, applied |
 //! | `POST /faults` | adds a fault (the scenario's `faults:` entry as JSON); answers its index |
@@ -21,6 +21,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use airtwin_simulators::dacp::state::{TimelineStep, Track};
 use airtwin_simulators::event::Recorder;
 use airtwin_simulators::fault::{Fault, FaultPlan};
 use airtwin_simulators::raop::RaopState;
@@ -357,9 +358,17 @@ fn set_state(state: &ServeState, name: &str, body: &Value) -> Answer {
             "body must be a JSON object, e.g. {\"volume\": -15}",
         ));
     };
-    const SUPPORTED: &str = "volume (RAOP receivers, dB), name (the announced name)";
+    const SUPPORTED: &str = "volume (RAOP receivers, dB), name (the announced name), and for DACP devices now_playing, play_state, position, next";
+    const KEYS: [&str; 6] = [
+        "volume",
+        "name",
+        "now_playing",
+        "play_state",
+        "position",
+        "next",
+    ];
     for key in fields.keys() {
-        if !["volume", "name"].contains(&key.as_str()) {
+        if !KEYS.contains(&key.as_str()) {
             return Err(ApiError::bad(format!(
                 "unknown state key {key:?}; supported: {SUPPORTED}"
             )));
@@ -379,6 +388,33 @@ fn set_state(state: &ServeState, name: &str, body: &Value) -> Answer {
             .filter(|x| *x == -144.0 || (-30.0..=0.0).contains(x))
             .ok_or_else(|| ApiError::bad(format!("volume {v} must be -144 (mute) or -30..0")))?;
         raop.state.lock().unwrap_or_else(|e| e.into_inner()).volume = Some(vol);
+    }
+    let dacp_keys = ["now_playing", "play_state", "position", "next"];
+    if dacp_keys.iter().any(|k| fields.contains_key(*k)) {
+        let Some(dacp) = &device.parts.dacp else {
+            return Err(ApiError::bad(format!(
+                "device {name} has no DACP library, so no now-playing state"
+            )));
+        };
+        let track = match fields.get("now_playing") {
+            None => None,
+            Some(v) => Some(
+                serde_json::from_value::<Track>(v.clone())
+                    .map_err(|e| ApiError::bad(format!("now_playing: {e}")))?,
+            ),
+        };
+        // The other keys are exactly a timeline step's fields: reuse its parser and checks.
+        let mut step = serde_json::Map::new();
+        step.insert("at".into(), Value::from(0.0));
+        for k in ["play_state", "position", "next"] {
+            if let Some(v) = fields.get(k) {
+                let key = if k == "play_state" { "state" } else { k };
+                step.insert(key.into(), v.clone());
+            }
+        }
+        let step: TimelineStep = serde_json::from_value(Value::Object(step))
+            .map_err(|e| ApiError::bad(format!("now-playing change: {e}")))?;
+        dacp.change_now_playing(track, Some(&step), std::time::SystemTime::now());
     }
     if let Some(v) = fields.get("name") {
         let new = v

@@ -24,7 +24,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::pairing::{format_guid, parse_guid};
-use super::state::{NowPlaying, Player};
+use super::state::{NowPlaying, Player, TimelineStep, Track};
 use crate::service::{Changes, ConnInfo, Context, Outcome, Service};
 use crate::wire::dmap::{self, Item};
 use crate::wire::{Request, Response};
@@ -182,6 +182,27 @@ impl DacpService {
                 device_type: device_type.to_string(),
             },
         ));
+    }
+
+    /// Changes the now-playing state while the device runs (`airtwin serve`'s control API):
+    /// `track` replaces the current track's metadata, `step` applies like a timeline step. Long
+    /// polls waiting on `playstatusupdate` wake up.
+    pub fn change_now_playing(
+        &self,
+        track: Option<Track>,
+        step: Option<&TimelineStep>,
+        now: SystemTime,
+    ) {
+        let mut inner = self.lock();
+        inner.player.advance(now);
+        if let Some(t) = track {
+            inner.player.set_current(t, now);
+        }
+        if let Some(s) = step {
+            inner.player.apply(s, now);
+        }
+        drop(inner);
+        self.changes.bump();
     }
 
     fn knows(&self, inner: &Inner, guid: u64) -> bool {

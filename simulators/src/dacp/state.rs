@@ -255,26 +255,46 @@ impl Player {
             }
             self.next_step += 1;
             // The step happens at its own time, so the position runs up to it.
-            self.settle(at.max(self.anchor));
-            if let Some(t) = step.track {
-                self.switch_to(t.min(self.tracks.len().saturating_sub(1)));
-            }
-            if step.next {
-                self.skip(1);
-            }
-            if let Some(s) = step.state {
-                self.state = s;
-            }
-            if let Some(p) = step.position {
-                self.pos_ms = self.clamp_ms((p.max(0.0) * 1000.0) as u64);
-            }
-            if let Some(v) = step.volume {
-                self.volume = v.clamp(0.0, 100.0);
-            }
-            self.changed();
+            self.apply(&step, at.max(self.anchor));
             any = true;
         }
         any
+    }
+
+    /// Applies one change (a timeline step, or a live change from the control API) at `at`.
+    pub fn apply(&mut self, step: &TimelineStep, at: SystemTime) {
+        self.settle(at);
+        if let Some(t) = step.track {
+            self.switch_to(t.min(self.tracks.len().saturating_sub(1)));
+        }
+        if step.next {
+            self.skip(1);
+        }
+        if let Some(s) = step.state {
+            self.state = s;
+        }
+        if let Some(p) = step.position {
+            self.pos_ms = self.clamp_ms((p.max(0.0) * 1000.0) as u64);
+        }
+        if let Some(v) = step.volume {
+            self.volume = v.clamp(0.0, 100.0);
+        }
+        self.changed();
+    }
+
+    /// Replaces what the current track says it is (title, artist, …), position 0; with an empty
+    /// queue the track becomes the queue. A live change from the control API.
+    pub fn set_current(&mut self, track: Track, at: SystemTime) {
+        self.settle(at);
+        if self.tracks.is_empty() {
+            self.tracks.push(track);
+            self.artwork.push(None);
+            self.track = 0;
+        } else {
+            self.tracks[self.track] = track;
+        }
+        self.pos_ms = 0;
+        self.changed();
     }
 
     fn switch_to(&mut self, track: usize) {
