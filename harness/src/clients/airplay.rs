@@ -503,9 +503,9 @@ pub async fn run(opts: &Options, log: &mut String) -> Result<()> {
         "ok FP-SETUP 3: header and echo of request bytes 144..164 match (session {})",
         session.as_deref().unwrap_or("")
     );
-    drop(c);
 
-    // 5. Audio over RAOP, by airtwin's RAOP sender (it verifies Apple-Response).
+    // 5. Audio over RAOP on the same connection, as a sender does after fp-setup, by airtwin's
+    // RAOP sender (it verifies Apple-Response).
     if let Some(wav) = &opts.stream {
         if facts.features >> 9 & 1 == 0 {
             bail!(
@@ -525,7 +525,7 @@ pub async fn run(opts: &Options, log: &mut String) -> Result<()> {
             response_timeout: opts.response_timeout,
             seed: opts.seed,
         };
-        super::raop::run(&raop, log).await?;
+        super::raop::run_on(c, &raop, log).await?;
     }
 
     // 6. Video over HTTP/1.1.

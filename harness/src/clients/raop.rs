@@ -119,13 +119,19 @@ pub async fn run_with_timeout(
 
 /// The sender's steps. Writes one line per step to `log`.
 pub async fn run(opts: &Options, log: &mut String) -> Result<()> {
+    let client = RtspClient::connect(opts.addr, opts.response_timeout)
+        .await
+        .context("connect")?;
+    run_on(client, opts, log).await
+}
+
+/// The sender's steps on a connection already open (an AirPlay sender streams on the connection
+/// it used for `/info` and fp-setup).
+pub async fn run_on(mut client: RtspClient, opts: &Options, log: &mut String) -> Result<()> {
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed ^ 0x005E_ED0F_5E4D);
     let wav = audio_match::read_wav(&opts.wav)
         .map_err(anyhow::Error::msg)
         .context("reading the WAV")?;
-    let mut client = RtspClient::connect(opts.addr, opts.response_timeout)
-        .await
-        .context("connect")?;
     let local = client.local_addr()?;
     let server_ip = client.peer_addr()?.ip();
     let session_num: u32 = rng.gen();
