@@ -605,3 +605,36 @@ fn now_playing_changes_live_through_the_control_api() {
     );
     assert_eq!(status, 400, "{err}");
 }
+
+/// RFC 6762 §10.1: on shutdown a responder sends its records again with TTL 0 ("goodbye"), and
+/// browsers drop the service at once instead of waiting for the TTL (minutes). A real browser
+/// (python-zeroconf, from pyatv's venv) watches inside the namespace while serve stops.
+#[test]
+fn serve_sends_mdns_goodbyes_that_a_real_browser_sees() {
+    let netns = require_netns();
+    require_peers();
+    let dir = scratch("goodbye");
+    let out = Command::new(&netns)
+        .arg("bash")
+        .arg("tests/fixtures/goodbye.sh")
+        .arg(airtwin())
+        .arg(root().join("target/peers/venv/bin/python"))
+        .arg(&dir)
+        .current_dir(root())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let name = "001124004491@Kitchen._raop._tcp.local.";
+    let added = text.find(&format!("added {name}"));
+    let removed = text.find(&format!("removed {name}"));
+    assert!(
+        matches!((added, removed), (Some(a), Some(r)) if a < r),
+        "the browser saw no announcement then goodbye for {name}:\n{text}"
+    );
+    assert!(!text.contains("serve exited"), "{text}");
+}
