@@ -51,9 +51,9 @@ async fn start_echo() -> Result<SocketAddr> {
     Ok(addr)
 }
 
-/// Requests per second over `n` keep-alive connections for `dur`. `login` logs in first and
-/// returns the session id to put in the path.
-async fn rate(addr: SocketAddr, n: usize, dur: Duration, login: bool) -> Result<f64> {
+/// Requests per second over `n` keep-alive connections for `dur`. `login` logs in first and puts
+/// the session id in the path; `gzip` asks for gzip bodies and checks they come.
+async fn rate(addr: SocketAddr, n: usize, dur: Duration, login: bool, gzip: bool) -> Result<f64> {
     let deadline = Instant::now() + dur;
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -76,6 +76,9 @@ async fn rate(addr: SocketAddr, n: usize, dur: Duration, login: bool) -> Result<
                     .and_then(|v| v.as_int())
                     .context("no mlid")?;
             }
+            if gzip {
+                c.common.set("Accept-Encoding", "gzip");
+            }
             let uri =
                 format!("/ctrl-int/1/playstatusupdate?revision-number=0&session-id={session}");
             let mut done = 0u64;
@@ -83,8 +86,9 @@ async fn rate(addr: SocketAddr, n: usize, dur: Duration, login: bool) -> Result<
                 let r = c
                     .request_with("GET", &uri, Protocol::Http11, &[], None)
                     .await?;
-                if r.status != 200 {
-                    bail!("playstatusupdate answered {}", r.status);
+                let gzipped = r.headers.get("Content-Encoding") == Some("gzip");
+                if r.status != 200 || gzip != gzipped {
+                    bail!("playstatusupdate answered {} (gzip {gzipped})", r.status);
                 }
                 done += 1;
             }
@@ -108,12 +112,12 @@ pub async fn run(connections: usize, dur: Duration) -> Result<()> {
         dur.as_secs_f64()
     );
     let echo = start_echo().await?;
-    let reference = rate(echo, connections, dur, false).await?;
+    let reference = rate(echo, connections, dur, false, false).await?;
     println!(
         "reference  raw loopback HTTP echo (fixed 200, same client): {reference:.0} requests/s"
     );
     let (addr, stop) = start_itunes(false).await?;
-    let plain = rate(addr, connections, dur, true).await?;
+    let plain = rate(addr, connections, dur, true, false).await?;
     println!(
         "device     playstatusupdate (revision 0, answered at once, no gzip): {plain:.0} requests/s = {:.0}% of the echo",
         100.0 * plain / reference
@@ -121,54 +125,11 @@ pub async fn run(connections: usize, dur: Duration) -> Result<()> {
     let _ = stop.send(true);
     let (addr, stop) = start_itunes(true).await?;
     // The client must ask for gzip for the device to compress: a client that sends the header.
-    let gz = rate_gzip(addr, connections, dur).await?;
+    let gz = rate(addr, connections, dur, true, true).await?;
     println!(
         "device     playstatusupdate with Accept-Encoding: gzip: {gz:.0} requests/s = {:.0}% of the echo",
         100.0 * gz / reference
     );
     let _ = stop.send(true);
     Ok(())
-}
-
-async fn rate_gzip(addr: SocketAddr, n: usize, dur: Duration) -> Result<f64> {
-    let deadline = Instant::now() + dur;
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..n {
-        tasks.push(tokio::spawn(async move {
-            let mut c = RtspClient::connect(addr, Duration::from_secs(10)).await?;
-            let r = c
-                .request_with(
-                    "GET",
-                    "/login?pairing-guid=0x0000000000000001&hasFP=1",
-                    Protocol::Http11,
-                    &[],
-                    None,
-                )
-                .await?;
-            let items = dmap::decode(&r.body).context("login answer")?;
-            let session = dmap::first(&items, &[b"mlog", b"mlid"])
-                .and_then(|v| v.as_int())
-                .context("no mlid")?;
-            c.common.set("Accept-Encoding", "gzip");
-            let uri =
-                format!("/ctrl-int/1/playstatusupdate?revision-number=0&session-id={session}");
-            let mut done = 0u64;
-            while Instant::now() < deadline {
-                let r = c
-                    .request_with("GET", &uri, Protocol::Http11, &[], None)
-                    .await?;
-                if r.status != 200 || r.headers.get("Content-Encoding") != Some("gzip") {
-                    bail!("playstatusupdate answered {} without gzip", r.status);
-                }
-                done += 1;
-            }
-            Ok::<u64, anyhow::Error>(done)
-        }));
-    }
-    let mut total = 0;
-    for t in tasks {
-        total += t.await??;
-    }
-    Ok(total as f64 / started.elapsed().as_secs_f64())
 }

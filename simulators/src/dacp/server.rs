@@ -138,6 +138,21 @@ pub struct DacpService {
     pub changes: Changes,
 }
 
+/// A DAAP listing of one item: `tag{mstt 200, muty 0, mtco 1, mrco 1, mlcl{mlit{fields}}}`, the
+/// shape of `/databases` (`avdb`) and `/ctrl-int` (`caci`) answers.
+fn one_item_listing(tag: &[u8; 4], fields: Vec<Item>) -> Item {
+    Item::container(
+        tag,
+        vec![
+            Item::int(b"mstt", 200),
+            Item::int(b"muty", 0),
+            Item::int(b"mtco", 1),
+            Item::int(b"mrco", 1),
+            Item::container(b"mlcl", vec![Item::container(b"mlit", fields)]),
+        ],
+    )
+}
+
 /// Per-connection state (none: sessions live in the service, since remotes reconnect).
 pub struct DacpConn;
 
@@ -327,53 +342,29 @@ impl DacpService {
                 let n = self.config.now_playing.tracks.len() as u32;
                 Outcome::Respond(self.dmap(
                     req,
-                    vec![Item::container(
+                    vec![one_item_listing(
                         b"avdb",
                         vec![
-                            Item::int(b"mstt", 200),
-                            Item::int(b"muty", 0),
-                            Item::int(b"mtco", 1),
-                            Item::int(b"mrco", 1),
-                            Item::container(
-                                b"mlcl",
-                                vec![Item::container(
-                                    b"mlit",
-                                    vec![
-                                        Item::int(b"miid", 1),
-                                        Item::int(b"mper", self.config.library_id),
-                                        Item::str(b"minm", self.config.name.clone()),
-                                        Item::int(b"mimc", n),
-                                        Item::int(b"mctc", 1),
-                                    ],
-                                )],
-                            ),
+                            Item::int(b"miid", 1),
+                            Item::int(b"mper", self.config.library_id),
+                            Item::str(b"minm", self.config.name.clone()),
+                            Item::int(b"mimc", n),
+                            Item::int(b"mctc", 1),
                         ],
                     )],
                 ))
             }
             "/ctrl-int" => Outcome::Respond(self.dmap(
                 req,
-                vec![Item::container(
+                vec![one_item_listing(
                     b"caci",
                     vec![
-                        Item::int(b"mstt", 200),
-                        Item::int(b"muty", 0),
-                        Item::int(b"mtco", 1),
-                        Item::int(b"mrco", 1),
-                        Item::container(
-                            b"mlcl",
-                            vec![Item::container(
-                                b"mlit",
-                                vec![
-                                    Item::int(b"miid", 1),
-                                    Item::int(b"cmik", 1),
-                                    Item::int(b"cmsp", 1),
-                                    Item::int(b"cmsv", 1),
-                                    Item::int(b"cass", 1),
-                                    Item::int(b"casu", 1),
-                                ],
-                            )],
-                        ),
+                        Item::int(b"miid", 1),
+                        Item::int(b"cmik", 1),
+                        Item::int(b"cmsp", 1),
+                        Item::int(b"cmsv", 1),
+                        Item::int(b"cass", 1),
+                        Item::int(b"casu", 1),
                     ],
                 )],
             )),
