@@ -1,55 +1,12 @@
-//! Conformance: the `airtwin` binary as a real process, real sockets on 127.0.0.1, and real
-//! third-party clients (pyatv from PyPI, PulseAudio's RAOP sink) driving the fake devices.
+//! Conformance of the `airtwin` command itself, as a real process over real sockets on
+//! 127.0.0.1: validation errors, reports of failing and interrupted runs, timeouts, seeds, serve,
+//! logs. The built-in suite with the real third-party clients (pyatv, PulseAudio) runs through
+//! the README's `ci/conformance` command in `readme.rs`.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use airtwin_conformance::{airtwin, require_peers, root, run, scratch, text, wait_for_json};
-
-fn scenario_files() -> Vec<String> {
-    let mut out = Vec::new();
-    let mut stack = vec![root().join("scenarios")];
-    while let Some(dir) = stack.pop() {
-        for e in std::fs::read_dir(&dir).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "yaml") {
-                out.push(p.to_string_lossy().into_owned());
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
-#[test]
-fn builtin_scenarios_pass_with_real_clients() {
-    require_peers();
-    let dir = scratch("builtin");
-    let junit = dir.join("junit.xml");
-    let out = run(&[
-        "run",
-        "scenarios",
-        "-j",
-        "2",
-        "--junit",
-        junit.to_str().unwrap(),
-        "--out",
-        dir.join("out").to_str().unwrap(),
-    ]);
-    let (stdout, stderr) = text(&out);
-    let files = scenario_files();
-    let passes = stdout.lines().filter(|l| l.starts_with("PASS")).count();
-    assert!(
-        out.status.success() && passes == files.len(),
-        "{passes} of {} scenarios passed\n{stdout}\n{stderr}",
-        files.len()
-    );
-    let xml = std::fs::read_to_string(&junit).unwrap();
-    assert_eq!(xml.matches("<testcase").count(), files.len(), "{xml}");
-    assert!(!xml.contains("<failure"), "{xml}");
-}
+use airtwin_conformance::{airtwin, root, run, scratch, text, wait_for_json};
 
 #[test]
 fn failing_scenario_names_expected_and_actual_and_writes_reports() {

@@ -2,9 +2,10 @@
 //!
 //! Each block runs with `bash -e` from the project root, `airtwin` on the PATH (the binary built
 //! next to this test), and `/tmp/` replaced by a scratch folder of its own, within a time limit;
-//! background jobs it leaves are killed. The one block not run here is the set-up block (`ci/conformance`,
-//! `ci/install-peers && cargo test --workspace`): CI runs exactly those commands, and running
-//! `cargo test` from inside a test would recurse.
+//! background jobs it leaves are killed. The set-up block's first command, `ci/conformance`, runs
+//! in a test of its own (the whole built-in suite, as a newcomer runs it); its second,
+//! `ci/install-peers && cargo test --workspace`, is what CI runs, and running `cargo test` from
+//! inside a test would recurse.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -79,4 +80,45 @@ fn every_sh_block_of_the_readme_runs() {
         assert!(started.elapsed() < Duration::from_secs(200));
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// The README's first set-up command, exactly: installs peers, builds release, runs every built-in
+/// scenario against the real clients, and writes the JUnit report. Its release build goes to a
+/// target folder of its own, so that it never waits on the lock of the `cargo test` running it.
+#[test]
+fn readme_conformance_command_passes_every_builtin_scenario() {
+    require_peers();
+    let junit = root().join("target/airtwin/junit.xml");
+    let _ = std::fs::remove_file(&junit);
+    let out = Command::new("timeout")
+        .args(["-k", "10", "1500", "ci/conformance"])
+        .current_dir(root())
+        .env("CARGO_TARGET_DIR", root().join("target/readme-conformance"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let scenarios = count_scenarios(&root().join("scenarios"));
+    let passes = stdout.lines().filter(|l| l.starts_with("PASS")).count();
+    assert!(
+        out.status.success() && passes == scenarios,
+        "{passes} of {scenarios} scenarios passed\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert_eq!(xml.matches("<testcase").count(), scenarios, "{xml}");
+    assert!(!xml.contains("<failure"), "{xml}");
+}
+
+fn count_scenarios(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .map(|p| {
+            if p.is_dir() {
+                count_scenarios(&p)
+            } else {
+                usize::from(p.extension().is_some_and(|x| x == "yaml"))
+            }
+        })
+        .sum()
 }
