@@ -241,24 +241,61 @@ impl Player {
         self.revision = self.revision.wrapping_add(1).max(1);
     }
 
-    /// When the next timeline step is due, if any.
-    pub fn next_due(&self) -> Option<SystemTime> {
-        self.timeline.get(self.next_step).map(|(t, _)| *t)
+    /// When the playing track reaches its end, if it is playing and has a length.
+    fn track_end(&self) -> Option<SystemTime> {
+        let len = self.duration_ms();
+        (self.state == PlayState::Playing && len > 0)
+            .then(|| self.anchor + Duration::from_millis(len.saturating_sub(self.pos_ms)))
     }
 
-    /// Applies the timeline steps due by `now`; true when something changed.
+    /// When the state next changes by itself: a timeline step or the end of the playing track.
+    pub fn next_due(&self) -> Option<SystemTime> {
+        let step = self.timeline.get(self.next_step).map(|(t, _)| *t);
+        match (step, self.track_end()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Applies what happened by `now`, in time order: timeline steps, and tracks that played to
+    /// their end; true when something changed.
     pub fn advance(&mut self, now: SystemTime) -> bool {
         let mut any = false;
-        while let Some((at, step)) = self.timeline.get(self.next_step).cloned() {
-            if at > now {
-                break;
+        // Bounded: a catch-up over many short tracks stops after this many changes.
+        for _ in 0..10_000 {
+            let step_at = self.timeline.get(self.next_step).map(|(t, _)| *t);
+            let end_at = self.track_end();
+            match (step_at, end_at) {
+                (Some(s), e) if s <= now && e.is_none_or(|e| s <= e) => {
+                    let step = self.timeline[self.next_step].1.clone();
+                    self.next_step += 1;
+                    // The step happens at its own time, so the position runs up to it.
+                    self.apply(&step, s.max(self.anchor));
+                }
+                (_, Some(e)) if e <= now => self.track_ended(e),
+                _ => break,
             }
-            self.next_step += 1;
-            // The step happens at its own time, so the position runs up to it.
-            self.apply(&step, at.max(self.anchor));
             any = true;
         }
         any
+    }
+
+    /// The playing track reached its end at `at`: `carp` 1 plays it again, otherwise the next
+    /// track plays; after the last, `carp` 2 starts over and 0 stops (DACP `carp`: 0 off, 1 one
+    /// track, 2 all).
+    fn track_ended(&mut self, at: SystemTime) {
+        self.settle(at);
+        let last = self.track + 1 >= self.tracks.len();
+        match (self.repeat, last) {
+            (1, _) => self.pos_ms = 0,
+            (_, false) => self.switch_to(self.track + 1),
+            (2, true) => self.switch_to(0),
+            (_, true) => {
+                self.pos_ms = 0;
+                self.state = PlayState::Stopped;
+            }
+        }
+        self.changed();
     }
 
     /// Applies one change (a timeline step, or a live change from the control API) at `at`.
@@ -450,6 +487,49 @@ impl Player {
 
 #[cfg(test)]
 mod tests {
+    fn three_tracks(repeat: u8) -> (Player, SystemTime) {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let cfg = NowPlaying {
+            tracks: (0..3)
+                .map(|i| Track {
+                    title: format!("T{i}"),
+                    duration: 10.0,
+                    ..Track::default()
+                })
+                .collect(),
+            repeat,
+            ..NowPlaying::default()
+        };
+        (Player::new(&cfg, vec![None, None, None], t0), t0)
+    }
+
+    #[test]
+    fn tracks_play_to_their_end_and_the_queue_goes_on() {
+        let (mut p, t0) = three_tracks(0);
+        assert_eq!(p.next_due(), Some(t0 + Duration::from_secs(10)));
+        let rev = p.revision;
+        assert!(p.advance(t0 + Duration::from_secs(15)));
+        assert_eq!((p.track, p.state), (1, PlayState::Playing));
+        assert_eq!(p.position_ms(t0 + Duration::from_secs(15)), 5_000);
+        assert!(p.revision > rev);
+        // Past the last track with repeat off: stopped.
+        assert!(p.advance(t0 + Duration::from_secs(45)));
+        assert_eq!((p.track, p.state), (2, PlayState::Stopped));
+        assert_eq!(p.next_due(), None);
+        assert!(!p.advance(t0 + Duration::from_secs(100)));
+    }
+
+    #[test]
+    fn repeat_one_replays_and_repeat_all_wraps() {
+        let (mut one, t0) = three_tracks(1);
+        one.advance(t0 + Duration::from_secs(25));
+        assert_eq!(one.track, 0);
+        assert_eq!(one.position_ms(t0 + Duration::from_secs(25)), 5_000);
+        let (mut all, t0) = three_tracks(2);
+        all.advance(t0 + Duration::from_secs(31));
+        assert_eq!((all.track, all.state), (0, PlayState::Playing));
+    }
+
     use super::*;
 
     fn at(s: f64) -> SystemTime {
@@ -492,7 +572,8 @@ mod tests {
         assert!(p.advance(at(2.1)));
         assert_eq!(p.revision, rev + 1);
         assert_eq!(p.current().unwrap().title, "Second");
-        assert_eq!(p.next_due(), None);
+        // No step left: what comes next is the end of the 60 s track that started at 2 s.
+        assert_eq!(p.next_due(), Some(at(62.0)));
     }
 
     #[test]
