@@ -13,3 +13,6 @@ pub mod raop;
 pub mod service;
 pub mod shell;
 pub mod wire;
+
+#[cfg(test)]
+mod testkit;

@@ -101,14 +101,11 @@ impl Options {
 pub async fn run_with_timeout(
     opts: Options,
     timeout: Duration,
-    mut cancel: watch::Receiver<bool>,
+    cancel: watch::Receiver<bool>,
 ) -> ClientOutcome {
     let started = Instant::now();
     let mut log = String::new();
-    let result = tokio::select! {
-        r = tokio::time::timeout(timeout, run(&opts, &mut log)) => Some(r),
-        _ = cancel.wait_for(|c| *c) => None,
-    };
+    let result = super::bounded(run(&opts, &mut log), timeout, cancel).await;
     super::outcome_of(result, log, started, timeout)
 }
 
@@ -235,23 +232,10 @@ struct InfoFacts {
 }
 
 fn check_info(d: &Dictionary, opts: &Options) -> Result<InfoFacts> {
-    for k in [
-        "deviceID",
-        "macAddress",
-        "model",
-        "name",
-        "pi",
-        "sourceVersion",
-    ] {
+    for k in info::STRING_KEYS {
         typed(d, k, "string")?;
     }
-    for k in [
-        "features",
-        "statusFlags",
-        "vv",
-        "keepAliveLowPower",
-        "keepAliveSendStatsAsBody",
-    ] {
+    for k in info::INTEGER_KEYS {
         typed(d, k, "integer")?;
     }
     let pk = typed(d, "pk", "data")?.as_data().unwrap_or_default();

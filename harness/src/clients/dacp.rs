@@ -137,14 +137,11 @@ pub struct Options {
 pub async fn run_with_timeout(
     opts: Options,
     timeout: Duration,
-    mut cancel: watch::Receiver<bool>,
+    cancel: watch::Receiver<bool>,
 ) -> ClientOutcome {
     let started = Instant::now();
     let mut log = String::new();
-    let result = tokio::select! {
-        r = tokio::time::timeout(timeout, run(&opts, &mut log)) => Some(r),
-        _ = cancel.wait_for(|c| *c) => None,
-    };
+    let result = super::bounded(run(&opts, &mut log), timeout, cancel).await;
     super::outcome_of(result, log, started, timeout)
 }
 

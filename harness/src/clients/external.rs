@@ -13,6 +13,21 @@ use tokio::sync::watch;
 
 use super::ClientOutcome;
 
+/// `argv` ready to spawn: no stdin, stdout and stderr piped, in a process group of its own so
+/// that a timeout kills the program and everything it started.
+pub(crate) fn command(argv: &[String], env: &BTreeMap<String, String>, cwd: &Path) -> Command {
+    let mut cmd = Command::new(&argv[0]);
+    cmd.args(&argv[1..])
+        .envs(env)
+        .current_dir(cwd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    cmd
+}
+
 /// Runs `argv` until it exits, `timeout` passes, or `cancel` flips to true.
 pub async fn run(
     argv: &[String],
@@ -22,17 +37,7 @@ pub async fn run(
     mut cancel: watch::Receiver<bool>,
 ) -> ClientOutcome {
     let started = Instant::now();
-    let mut cmd = Command::new(&argv[0]);
-    cmd.args(&argv[1..])
-        .envs(env)
-        .current_dir(cwd)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        // A group of its own, so that a timeout kills the program and everything it started.
-        .process_group(0)
-        .kill_on_drop(true);
-    let mut child = match cmd.spawn() {
+    let mut child = match command(argv, env, cwd).spawn() {
         Ok(c) => c,
         Err(e) => {
             let hint = if e.kind() == std::io::ErrorKind::NotFound {
@@ -100,7 +105,7 @@ async fn collect(task: tokio::task::JoinHandle<Vec<u8>>) -> String {
     }
 }
 
-fn kill_group(pgid: Option<i32>) {
+pub(crate) fn kill_group(pgid: Option<i32>) {
     if let Some(pgid) = pgid {
         // SAFETY: killpg only sends a signal; an exited group gives ESRCH, which is fine.
         unsafe {

@@ -31,6 +31,19 @@ fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_f64(d.as_secs_f64())
 }
 
+/// Runs an in-process client's future until it ends, `timeout` passes (`Some(Err)`), or `cancel`
+/// flips (`None`): the input of [`outcome_of`].
+pub async fn bounded<F: std::future::Future<Output = anyhow::Result<()>>>(
+    fut: F,
+    timeout: Duration,
+    mut cancel: tokio::sync::watch::Receiver<bool>,
+) -> Option<Result<anyhow::Result<()>, tokio::time::error::Elapsed>> {
+    tokio::select! {
+        r = tokio::time::timeout(timeout, fut) => Some(r),
+        _ = cancel.wait_for(|c| *c) => None,
+    }
+}
+
 /// How an in-process client's run ended: `None` when interrupted, `Some(Err)` at its timeout,
 /// `Some(Ok(result))` when it finished. Its log becomes the outcome's stdout, with a `FAIL …` line
 /// for an error or a timeout; exit 0 on success, 1 on failure.

@@ -11,7 +11,6 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,7 +26,6 @@ use anyhow::{bail, Context as _, Result};
 use regex::Regex;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
-use tokio::process::Command;
 use tokio::sync::{mpsc, watch};
 
 use super::ClientOutcome;
@@ -80,21 +78,14 @@ struct Started {
 }
 
 fn start(argv: &[String], env: &BTreeMap<String, String>, cwd: &Path) -> Result<Started> {
-    let mut cmd = Command::new(&argv[0]);
-    cmd.args(&argv[1..])
-        .envs(env)
-        .current_dir(cwd)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true);
-    let mut child = cmd.spawn().with_context(|| {
-        format!(
-            "{}: cannot start (a third-party peer? install it with `ci/install-peers`)",
-            argv[0]
-        )
-    })?;
+    let mut child = super::external::command(argv, env, cwd)
+        .spawn()
+        .with_context(|| {
+            format!(
+                "{}: cannot start (a third-party peer? install it with `ci/install-peers`)",
+                argv[0]
+            )
+        })?;
     let pgid = child.id().map(|p| p as i32);
     let (tx, rx) = mpsc::unbounded_channel();
     let out = child.stdout.take().expect("piped");
@@ -118,15 +109,6 @@ fn start(argv: &[String], env: &BTreeMap<String, String>, cwd: &Path) -> Result<
         pgid,
         lines: rx,
     })
-}
-
-fn kill_group(pgid: Option<i32>) {
-    if let Some(pgid) = pgid {
-        // SAFETY: killpg only sends a signal; an exited group gives ESRCH.
-        unsafe {
-            libc::killpg(pgid, libc::SIGKILL);
-        }
-    }
 }
 
 /// Runs a `pair` client of a scenario. `argv`/`env` are already substituted.
@@ -254,7 +236,7 @@ pub async fn run(
             _ = tokio::time::sleep_until(deadline) => { outcome.timed_out = true; None }
             _ = cancel.wait_for(|c| *c) => { outcome.interrupted = true; None }
         };
-        kill_group(s.pgid);
+        super::external::kill_group(s.pgid);
         let _ = s.child.wait().await;
         while let Ok(Some(line)) =
             tokio::time::timeout(Duration::from_millis(500), s.lines.recv()).await

@@ -106,14 +106,11 @@ pub fn load_public(source: &str) -> Result<Arc<RsaPublicKey>> {
 pub async fn run_with_timeout(
     opts: Options,
     timeout: Duration,
-    mut cancel: watch::Receiver<bool>,
+    cancel: watch::Receiver<bool>,
 ) -> ClientOutcome {
     let started = Instant::now();
     let mut log = String::new();
-    let result = tokio::select! {
-        r = tokio::time::timeout(timeout, run(&opts, &mut log)) => Some(r),
-        _ = cancel.wait_for(|c| *c) => None,
-    };
+    let result = super::bounded(run(&opts, &mut log), timeout, cancel).await;
     super::outcome_of(result, log, started, timeout)
 }
 
@@ -160,19 +157,7 @@ pub async fn run_on(mut client: RtspClient, opts: &Options, log: &mut String) ->
         .context("OPTIONS")?;
     expect_ok("OPTIONS", resp.status, &resp.body)?;
     if opts.challenge == ChallengeOn::Options {
-        verify(
-            "OPTIONS",
-            resp.headers.get("Apple-Response"),
-            opts,
-            &challenge,
-            server_ip,
-        )?;
-        let _ = writeln!(
-            log,
-            "ok OPTIONS: Apple-Response verified ({} {})",
-            server_ip,
-            mac_text(&opts.mac)
-        );
+        verify("OPTIONS", &resp, opts, &challenge, server_ip, log)?;
     } else {
         let _ = writeln!(
             log,
@@ -218,19 +203,7 @@ pub async fn run_on(mut client: RtspClient, opts: &Options, log: &mut String) ->
         .context("ANNOUNCE")?;
     expect_ok("ANNOUNCE", resp.status, &resp.body)?;
     if opts.challenge == ChallengeOn::Announce {
-        verify(
-            "ANNOUNCE",
-            resp.headers.get("Apple-Response"),
-            opts,
-            &challenge,
-            server_ip,
-        )?;
-        let _ = writeln!(
-            log,
-            "ok ANNOUNCE: Apple-Response verified ({} {})",
-            server_ip,
-            mac_text(&opts.mac)
-        );
+        verify("ANNOUNCE", &resp, opts, &challenge, server_ip, log)?;
     } else {
         let _ = writeln!(
             log,
@@ -362,25 +335,33 @@ fn expect_ok(step: &str, status: u16, body: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// Checks the `Apple-Response` of `resp` as a conforming sender must (protocol-notes.md) and
+/// logs the step.
 fn verify(
     step: &str,
-    response: Option<&str>,
+    resp: &airtwin_simulators::wire::Response,
     opts: &Options,
     challenge: &[u8],
     ip: IpAddr,
+    log: &mut String,
 ) -> Result<()> {
-    let Some(response) = response else {
+    let Some(response) = resp.headers.get("Apple-Response") else {
         bail!("{step}: no Apple-Response header in answer to Apple-Challenge");
     };
-    challenge::verify_apple_response(&opts.verify_key, response, challenge, ip, &opts.mac).map_err(
-        |e| {
+    challenge::verify_apple_response(&opts.verify_key, response, challenge, ip, &opts.mac)
+        .map_err(|e| {
             anyhow::anyhow!(
                 "{step}: bad Apple-Response {:?}: {e} (address {ip}, hardware id {})",
                 truncate(response),
                 mac_text(&opts.mac)
             )
-        },
-    )
+        })?;
+    let _ = writeln!(
+        log,
+        "ok {step}: Apple-Response verified ({ip} {})",
+        mac_text(&opts.mac)
+    );
+    Ok(())
 }
 
 fn truncate(s: &str) -> String {

@@ -11,6 +11,25 @@ use std::io::Cursor;
 
 use plist::{Dictionary, Value};
 
+/// `/info` keys whose value is a string (seeds/airplay-info-fp-setup.txt).
+pub const STRING_KEYS: [&str; 6] = [
+    "deviceID",
+    "macAddress",
+    "model",
+    "name",
+    "pi",
+    "sourceVersion",
+];
+
+/// `/info` keys whose value is an integer (seeds/airplay-info-fp-setup.txt).
+pub const INTEGER_KEYS: [&str; 5] = [
+    "features",
+    "statusFlags",
+    "vv",
+    "keepAliveLowPower",
+    "keepAliveSendStatsAsBody",
+];
+
 /// A display of the device (the `displays` entries of the seed).
 #[derive(Debug, Clone, PartialEq)]
 pub struct DisplayInfo {
@@ -261,23 +280,10 @@ mod tests {
     #[test]
     fn info_has_every_key_of_the_seed_with_its_type() {
         let d = info_dict(&identity(), true);
-        for k in [
-            "deviceID",
-            "macAddress",
-            "model",
-            "name",
-            "pi",
-            "sourceVersion",
-        ] {
+        for k in STRING_KEYS {
             assert!(d.get(k).and_then(Value::as_string).is_some(), "{k}");
         }
-        for k in [
-            "features",
-            "statusFlags",
-            "vv",
-            "keepAliveLowPower",
-            "keepAliveSendStatsAsBody",
-        ] {
+        for k in INTEGER_KEYS {
             assert!(d.get(k).and_then(Value::as_signed_integer).is_some(), "{k}");
         }
         assert_eq!(

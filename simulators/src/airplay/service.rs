@@ -417,18 +417,12 @@ mod tests {
     use crate::service::Note;
     use rstest::rstest;
     use std::io::Cursor;
-    use std::net::SocketAddr;
     use std::time::Duration;
 
-    const SDP_L16: &str = "v=0\r\no=x 1 0 IN IP4 127.0.0.1\r\ns=x\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 0 RTP/AVP 96\r\na=rtpmap:96 L16/44100/2\r\na=fmtp:96 352\r\n";
+    use crate::testkit::{self, SDP_L16};
 
     fn conn(index: u64) -> ConnInfo {
-        ConnInfo {
-            device: "tv".into(),
-            index,
-            peer: "127.0.0.1:40000".parse::<SocketAddr>().unwrap(),
-            local: "127.0.0.1:7000".parse::<SocketAddr>().unwrap(),
-        }
+        testkit::conn("tv", index, 7000)
     }
 
     fn service(session: Option<&str>) -> AirplayService {
@@ -439,9 +433,7 @@ mod tests {
     }
 
     fn req(method: &str, uri: &str, cseq: u32) -> Request {
-        let mut r = Request::new(method, uri, Protocol::Rtsp10);
-        r.headers.set("CSeq", cseq.to_string());
-        r
+        testkit::rtsp(method, uri, cseq)
     }
 
     fn at() -> SystemTime {
@@ -456,16 +448,7 @@ mod tests {
         params: &CoreParams,
         now: SystemTime,
     ) -> (Response, Vec<Note>) {
-        let mut cx = Context::new(info, now, params);
-        let resp = match svc.handle(c, r, &mut cx) {
-            Outcome::Respond(x) | Outcome::RespondAndClose(x) => x,
-            Outcome::OpenUdp(reqs) => {
-                assert_eq!(reqs.len(), 3);
-                svc.complete(c, r, &[6000, 6001, 6002], &mut cx)
-            }
-            Outcome::Wait { .. } => panic!("the Apple TV never defers an answer"),
-        };
-        (resp, cx.notes)
+        testkit::drive(svc, c, info, r, params, now)
     }
 
     fn drive(

@@ -532,47 +532,27 @@ impl Service for RaopService {
 mod tests {
     use super::*;
     use crate::fault::CoreParams;
-    use crate::wire::Protocol;
     use rstest::rstest;
-    use std::net::SocketAddr;
     use std::time::{Duration, SystemTime};
 
-    const SDP_L16: &str = "v=0\r\no=x 1 0 IN IP4 127.0.0.1\r\ns=x\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 0 RTP/AVP 96\r\na=rtpmap:96 L16/44100/2\r\na=fmtp:96 352\r\n";
+    use crate::testkit::{self, SDP_L16};
 
     fn conn(index: u64) -> ConnInfo {
-        ConnInfo {
-            device: "apx".into(),
-            index,
-            peer: "127.0.0.1:40000".parse::<SocketAddr>().unwrap(),
-            local: "127.0.0.1:5000".parse::<SocketAddr>().unwrap(),
-        }
+        testkit::conn("apx", index, 5000)
     }
 
     fn req(method: &str, uri: &str, cseq: u32) -> Request {
-        let mut r = Request::new(method, uri, Protocol::Rtsp10);
-        r.headers.set("CSeq", cseq.to_string());
-        r
+        testkit::rtsp(method, uri, cseq)
     }
 
-    /// Drives one request through the core the way the shell does (UDP ports faked as numbers).
     fn drive(
         svc: &RaopService,
         c: &mut RaopConn,
         info: &ConnInfo,
         r: &Request,
     ) -> (Response, Vec<crate::service::Note>) {
-        let params = CoreParams::default();
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        let mut cx = Context::new(info, now, &params);
-        let resp = match svc.handle(c, r, &mut cx) {
-            Outcome::Respond(x) | Outcome::RespondAndClose(x) => x,
-            Outcome::OpenUdp(reqs) => {
-                assert_eq!(reqs.len(), 3);
-                svc.complete(c, r, &[6000, 6001, 6002], &mut cx)
-            }
-            Outcome::Wait { .. } => panic!("a RAOP receiver answers at once"),
-        };
-        (resp, cx.notes)
+        testkit::drive(svc, c, info, r, &CoreParams::default(), now)
     }
 
     /// A session brought to the point where `method` is valid.
