@@ -1,7 +1,7 @@
 //! "Decoded audio equals this WAV": ALAC and L16 are lossless, so after decryption and decoding
 //! the receiver must hold the source PCM sample for sample.
 //!
-//! Senders add silence around a file: pyatv sends about 1.5 s after it (../shared/peers.md), a
+//! Senders add silence around a file: pyatv sends about 1.5 s after it (docs/peers.md), a
 //! packetizer pads its last packet, and PulseAudio's sink streams silence before and after what
 //! was played. So whole silent frames are trimmed from both ends of both signals before they are
 //! compared; everything between the first and the last non-silent frame must be identical.

@@ -2,7 +2,7 @@
 //! RSA-2048 private-key rate of this machine, measured in the same run.
 //!
 //! Every RAOP handshake costs two private-key operations (the `Apple-Response` signature and the
-//! `rsaaeskey` decryption), so the RSA rate bounds it (../shared/perf-notes.md).
+//! `rsaaeskey` decryption), so the RSA rate bounds it (docs/performance.md).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

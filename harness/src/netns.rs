@@ -1,5 +1,5 @@
 //! Scenarios marked `netns: true` run their clients' mDNS (pyatv's `pair` publishes
-//! `_touch-remote._tcp` on every non-loopback interface: ../shared/peers.md) only inside a private
+//! `_touch-remote._tcp` on every non-loopback interface: docs/peers.md) only inside a private
 //! network namespace. Outside one, `airtwin run` runs such a scenario as
 //! `ci/netns airtwin run FILE --seed N [--out DIR]` and reads the child's verdict.
 

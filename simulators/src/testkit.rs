@@ -1,5 +1,5 @@
 //! Test fixtures shared by the cores' unit tests: a connection, an RTSP request, the L16 SDP pyatv
-//! announces (../shared/peers.md), and a driver that runs one request through a core the way the
+//! announces (docs/peers.md), and a driver that runs one request through a core the way the
 //! shell does, with UDP ports faked as numbers.
 
 use std::net::SocketAddr;

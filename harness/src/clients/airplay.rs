@@ -1,5 +1,5 @@
 //! airtwin's own AirPlay client (`airtwin client airplay`), a conformance client for the AirPlay
-//! port of an Apple TV (seeds/airplay-info-fp-setup.txt, protocol-notes.md):
+//! port of an Apple TV (docs/protocols/airplay.md):
 //!
 //! 1. `GET /info` (RTSP, with CSeq): the binary plist must hold every key of the seed with its
 //!    type, `pk` 32 bytes, and a `features` value that keeps a sender on this path (bits 38, 43,
@@ -109,7 +109,7 @@ pub async fn run_with_timeout(
     super::outcome_of(result, log, started, timeout)
 }
 
-/// Names of feature bits a sender acts on (pyatv's AirPlayFlags, peers.md).
+/// Names of feature bits a sender acts on (pyatv's AirPlayFlags, docs/peers.md).
 fn feature_name(bit: u32) -> &'static str {
     match bit {
         0 => "SupportsAirPlayVideoV1",
@@ -121,7 +121,7 @@ fn feature_name(bit: u32) -> &'static str {
     }
 }
 
-/// The RTSP rules of seeds/airplay-info-fp-setup.txt on one response (`CSeq` is checked by the
+/// The RTSP rules of docs/protocols/airplay.md on one response (`CSeq` is checked by the
 /// RTSP client itself). `session` keeps the first `Session` seen.
 fn check_rules(
     step: &str,
@@ -254,8 +254,8 @@ fn check_info(d: &Dictionary, opts: &Options) -> Result<InfoFacts> {
             );
         }
     }
-    // With a CSeq, also initialVolume (a real: pyatv skips its volume request then, peers.md),
-    // audioFormats, audioLatencies and displays (protocol-notes.md).
+    // With a CSeq, also initialVolume (a real: pyatv skips its volume request then, docs/peers.md),
+    // audioFormats, audioLatencies and displays (docs/protocols/airplay.md).
     typed(d, "initialVolume", "real")?;
     for k in ["audioFormats", "audioLatencies", "displays"] {
         let list = typed(d, k, "array")?

@@ -1,6 +1,6 @@
 //! The caller side of DACP pairing, run from a scenario: a device (iTunes, an Apple TV) sends
 //! `GET /pair?pairingcode=…&servicename=…` to a remote control and, on a 200 `cmpa` answer, trusts
-//! the remote's GUID for `/login` (../shared/protocol-notes.md, DACP pairing). The remote is
+//! the remote's GUID for `/login` (docs/protocols/dacp.md, DACP pairing). The remote is
 //! either listening already (`address`) or a program to start (`command`: pyatv's `pair`,
 //! `airtwin client remote-pair`) whose port is read from its output.
 //!
@@ -270,7 +270,7 @@ const NETNS_INTERFACE: &str = "airtwin0";
 
 /// Finds the remote as iTunes and an Apple TV do: browse `_touch-remote._tcp` and pick the
 /// instance whose TXT `Pair` is the remote's (and `DvNm` its name, when given)
-/// (seeds/pyatv-device-pairing.txt, protocol-notes.md).
+/// (docs/protocols/dacp.md).
 async fn discover(
     spec: &PairClientSpec,
     deadline: tokio::time::Instant,

@@ -1,8 +1,8 @@
 //! airtwin's own RAOP sender (`airtwin client raop`), a conformance client.
 //!
-//! It does what an AirTunes v2 sender does (seeds/airport-express-rsa-auth.txt) and, unlike the
+//! It does what an AirTunes v2 sender does (docs/protocols/raop.md) and, unlike the
 //! common open-source senders, VERIFIES `Apple-Response` against the device's public key, the
-//! device's address and its hardware id (protocol-notes.md), so a signature fault is caught:
+//! device's address and its hardware id (docs/protocols/raop.md), so a signature fault is caught:
 //! OPTIONS with a random challenge → ANNOUNCE with `rsaaeskey`/`aesiv` and ALAC → SETUP → RECORD →
 //! encrypted ALAC over RTP → TEARDOWN. Each step is reported on its own line; the first failure
 //! names the step and the difference, and the client exits 1.
@@ -335,7 +335,7 @@ fn expect_ok(step: &str, status: u16, body: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// Checks the `Apple-Response` of `resp` as a conforming sender must (protocol-notes.md) and
+/// Checks the `Apple-Response` of `resp` as a conforming sender must (docs/protocols/raop.md) and
 /// logs the step.
 fn verify(
     step: &str,

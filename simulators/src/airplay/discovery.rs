@@ -1,6 +1,6 @@
 //! What an Apple TV publishes over DNS-SD: `_airplay._tcp` (instance: its name; TXT: the same
 //! values as `/info`, see [`super::info::txt_entries`]) and `_raop._tcp` on the same port
-//! (instance `<deviceid hex>@<name>`), as an Apple TV 3 does (protocol-notes.md; pyatv reads the
+//! (instance `<deviceid hex>@<name>`), as an Apple TV 3 does (docs/protocols/airplay.md; pyatv reads the
 //! `_airplay._tcp` `deviceid`, `model` and `features`, and `am` of `_raop._tcp`). Its DACP
 //! port publishes `_touch-able._tcp` (`crate::dacp::discovery`). `_appletv-v2._tcp` (Home
 //! Sharing) is not published: this device does not simulate Home Sharing.

@@ -1,5 +1,5 @@
 //! FairPlay setup, `POST /fp-setup`, as an AirPlay receiver answers it
-//! (seeds/airplay-info-fp-setup.txt; protocol-notes.md, "AirPlay /info and FairPlay setup").
+//! (docs/protocols/airplay.md, "AirPlay /info and FairPlay setup").
 //!
 //! Every FPLY message starts with the same 7 bytes: `FPLY`, major version, minor version, phase.
 //! - Phase 1: a 16-byte request whose byte 14 is the mode (0..3); the answer is a fixed 142-byte
@@ -10,7 +10,7 @@
 //!   12-byte header `46 50 4C 59 03 01 04 00 00 00 00 14` then request bytes 144..164.
 //!
 //! Receivers check no signature. On a wrong version or length, or a mode above 3, they answer 200
-//! with an empty body (protocol-notes.md).
+//! with an empty body (docs/protocols/airplay.md).
 
 use std::sync::OnceLock;
 
@@ -213,7 +213,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    /// The first 14 bytes of every mode's reply, from protocol-notes.md.
+    /// The first 14 bytes of every mode's reply, from docs/protocols/airplay.md.
     #[test]
     fn every_phase1_reply_starts_with_the_documented_header() {
         for mode in 0..4u8 {

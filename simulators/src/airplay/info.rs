@@ -1,5 +1,4 @@
-//! `GET /info`: who the Apple TV says it is, as a binary plist (seeds/airplay-info-fp-setup.txt,
-//! protocol-notes.md).
+//! `GET /info`: who the Apple TV says it is, as a binary plist (docs/protocols/airplay.md).
 //!
 //! The seed's answer holds deviceID, features, keepAliveLowPower, keepAliveSendStatsAsBody,
 //! macAddress, model, name, sourceVersion, statusFlags, pi, pk (data), vv, audioFormats,
@@ -11,7 +10,7 @@ use std::io::Cursor;
 
 use plist::{Dictionary, Value};
 
-/// `/info` keys whose value is a string (seeds/airplay-info-fp-setup.txt).
+/// `/info` keys whose value is a string (docs/protocols/airplay.md).
 pub const STRING_KEYS: [&str; 6] = [
     "deviceID",
     "macAddress",
@@ -21,7 +20,7 @@ pub const STRING_KEYS: [&str; 6] = [
     "sourceVersion",
 ];
 
-/// `/info` keys whose value is an integer (seeds/airplay-info-fp-setup.txt).
+/// `/info` keys whose value is an integer (docs/protocols/airplay.md).
 pub const INTEGER_KEYS: [&str; 5] = [
     "features",
     "statusFlags",
@@ -55,7 +54,7 @@ pub struct InfoIdentity {
     pub status_flags: u64,
     pub vv: u64,
     pub source_version: String,
-    /// dB; pyatv reads it, and a real number skips its volume SET_PARAMETER (peers.md).
+    /// dB; pyatv reads it, and a real number skips its volume SET_PARAMETER (docs/peers.md).
     pub initial_volume: f64,
     pub display: DisplayInfo,
     /// Keys the scenario sets (`Some`) or removes (`None`), applied last, in order.

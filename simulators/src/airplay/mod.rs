@@ -1,5 +1,5 @@
 //! The Apple TV, AirPlay side: one port (7000 on a real device) that carries RTSP/1.0 and
-//! HTTP/1.1 alike (seeds/airplay-info-fp-setup.txt).
+//! HTTP/1.1 alike (docs/protocols/airplay.md).
 //!
 //! - [`info`]: `GET /info`, the binary plist of who the device is, and its `txtAirPlay` record;
 //! - [`fairplay`]: `POST /fp-setup`, the FPLY phases 1 and 3 with their fixed replies;

@@ -35,13 +35,13 @@ pub struct AirplayConfig {
 /// Features of the default Apple TV: bits 0-2, 4-6, 8-22, 27-28, 30 (video, photo, screen,
 /// audio, …). Bits 38 (SupportsUnifiedMediaControl), 43 (SupportsSystemPairing) and 48
 /// (SupportsCoreUtilsPairingAndEncryption) stay off: they send pyatv down HomeKit pairing and
-/// AirPlay 2 (peers.md), which this device does not do.
+/// AirPlay 2 (docs/peers.md), which this device does not do.
 pub const DEFAULT_FEATURES: u64 = 0x5A7F_FFF7;
 
-/// Feature bits that switch senders to HomeKit pairing / AirPlay 2 (peers.md).
+/// Feature bits that switch senders to HomeKit pairing / AirPlay 2 (docs/peers.md).
 pub const HOMEKIT_BITS: [u32; 3] = [38, 43, 48];
 
-/// `Audio-Jack-Status` of an Apple TV (seeds/airplay-info-fp-setup.txt).
+/// `Audio-Jack-Status` of an Apple TV (docs/protocols/airplay.md).
 pub const AUDIO_JACK: &str = "Connected; type=digital";
 
 /// A generator for the identity of device `name` under `seed`.
@@ -72,7 +72,7 @@ fn uuid(bytes: [u8; 16]) -> String {
 
 impl AirplayConfig {
     /// The default Apple TV named `name`: model AppleTV3,2, MAC AA:BB:CC:DD:EE:FF and
-    /// sourceVersion 220.68 as in seeds/airplay-info-fp-setup.txt; key pair, `pi` and display
+    /// sourceVersion 220.68 as in docs/protocols/airplay.md; key pair, `pi` and display
     /// uuid from `seed`.
     pub fn apple_tv(name: &str, seed: u64) -> Self {
         let mut rng = identity_rng(seed, name);
@@ -251,7 +251,7 @@ impl AirplayService {
         let parsed = match fairplay::parse(&req.body) {
             Ok(p) => p,
             Err(e) => {
-                // Receivers answer 200 with an empty body (protocol-notes.md).
+                // Receivers answer 200 with an empty body (docs/protocols/airplay.md).
                 cx.warn(format!(
                     "POST /fp-setup: {e}; answered 200 with an empty body"
                 ));
@@ -380,7 +380,7 @@ impl Service for AirplayService {
         self.raop.resume(&mut conn.raop, req, cx)
     }
 
-    /// RTSP responses: the RAOP core's rules (seeds/airplay-info-fp-setup.txt). HTTP/1.x
+    /// RTSP responses: the RAOP core's rules (docs/protocols/airplay.md). HTTP/1.x
     /// responses (the video API): `Date` and `Server` (RFC 9110 §6.6.1, §10.2.4), and `CSeq`
     /// only when the request carried one.
     fn decorate(
@@ -489,7 +489,7 @@ mod tests {
         }
     }
 
-    /// seeds/airplay-info-fp-setup.txt, for the Apple TV: every response carries `Date`,
+    /// docs/protocols/airplay.md, for the Apple TV: every response carries `Date`,
     /// `Session` (one value for the connection; the scenario may fix it), `CSeq` echoed,
     /// `Server: AirTunes/220.68`, and `Audio-Jack-Status: Connected; type=digital` except to
     /// RECORD and SET_PARAMETER.

@@ -3,7 +3,7 @@
 //! with the time passed in by the caller.
 //!
 //! - `POST /play`: binary plist (`Content-Location`, `Start-Position` in seconds,
-//!   `X-Apple-Session-ID`), as pyatv sends it (peers.md), or `text/parameters`
+//!   `X-Apple-Session-ID`), as pyatv sends it (docs/peers.md), or `text/parameters`
 //!   (`Content-Location: URL`, `Start-Position: FRACTION` of the duration);
 //! - `GET /playback-info`: binary plist with `duration`, `position`, `rate`, `readyToPlay` …
 //!   while something plays or is paused; without `duration` otherwise (pyatv polls it every

@@ -1,6 +1,6 @@
 //! What a DACP library publishes over DNS-SD: `_touch-able._tcp`, whose instance name is the
 //! 16-hex library id and whose TXT names the library (`CtlN`), as remotes browse for it
-//! (protocol-notes.md, "DACP pairing": txtvers=1, DbId, DvTy, DvSv, Ver=131073, OSsi, CtlN; pyatv
+//! (docs/protocols/dacp.md, "DACP pairing": txtvers=1, DbId, DvTy, DvSv, Ver=131073, OSsi, CtlN; pyatv
 //! takes the name from `CtlN` and the identifier from the instance name). iTunes also shares its
 //! library as `_daap._tcp` (instance: the library name).
 

@@ -4,11 +4,11 @@
 //! The remote publishes `_touch-remote._tcp` with TXT `Pair=<16 upper-case hex>`; the library sends
 //! `GET /pair?pairingcode=<code>&servicename=<its id>` to that service's port; the remote answers
 //! 200 with DMAP `cmpa{cmpg, cmnm, cmty}` when the code matches its PIN, else 500
-//! (../shared/protocol-notes.md, DACP pairing; seeds/pyatv-device-pairing.txt).
+//! (docs/protocols/dacp.md, "Pairing").
 //!
 //! The code is MD5(Pair ‖ each PIN digit followed by one 0x00 byte) as 32 upper-case hex
 //! characters. The seeds' `md5(Pair + pin)` is a simplification; the notes' vectors pin this down.
-//! Remotes compare without regard to case (pyatv lower-cases both sides: ../shared/peers.md).
+//! Remotes compare without regard to case (pyatv lower-cases both sides: docs/peers.md).
 
 use std::time::{Duration, SystemTime};
 
@@ -100,7 +100,7 @@ impl PairCall {
         );
         let mut r = Request::new("GET", &uri, Protocol::Http11);
         r.headers.set("Host", host);
-        // The User-Agent an Apple TV 3 sends (seeds/pyatv-device-pairing.txt).
+        // The User-Agent an Apple TV 3 sends (docs/protocols/dacp.md).
         r.headers.set(
             "User-Agent",
             "AppleTV/7.2.2 iOS/8.4.2 AppleTV/7.2.2 model/AppleTV3,1 build/12H606 (3; dt:12)",
@@ -244,7 +244,7 @@ pub fn handle_pair(req: &Request, cfg: &RemoteConfig) -> (Response, Option<PairO
         accepted,
     });
     if !accepted {
-        // A wrong code is answered 500 with an empty body (../shared/peers.md).
+        // A wrong code is answered 500 with an empty body (docs/peers.md).
         return (Response::new(req.protocol, 500), outcome);
     }
     let mut children = vec![
@@ -359,12 +359,12 @@ mod tests {
 
     #[test]
     fn pairing_code_matches_both_known_vectors() {
-        // ../shared/protocol-notes.md, DACP pairing.
+        // docs/protocols/dacp.md, DACP pairing.
         assert_eq!(
             pairing_code("0000000000000001", "1234"),
             "690E6FF61E0D7C747654A42AED17047D"
         );
-        // The request in seeds/pyatv-device-pairing.txt.
+        // The request in docs/protocols/dacp.md.
         assert_eq!(
             pairing_code("0000000000000001", "1111"),
             "AAB15DF9F73AA252A7934E0AF9C86B13"

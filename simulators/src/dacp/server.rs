@@ -1,5 +1,5 @@
 //! The DACP/DMAP server of a library (iTunes, an Apple TV) that remote controls drive, over
-//! HTTP/1.1 on port 3689 by default (../shared/protocol-notes.md, DACP).
+//! HTTP/1.1 on port 3689 by default (docs/protocols/dacp.md, DACP).
 //!
 //! A remote first logs in: `GET /login?pairing-guid=0x<16 hex>&hasFP=1` → `mlog{mstt 200, mlid
 //! <session id>}`, only for GUIDs the library paired with (others get 503 by default); every later
@@ -8,8 +8,8 @@
 //! (answered at once when N differs from the current revision, otherwise when the state
 //! changes), the transport commands, `getproperty` / `setproperty`, `nowplayingartwork`, and the
 //! speakers. pyatv needs `mlid` in `mlog`, `cmsr`, `caps` and `cmmk` in `cmst`, and a
-//! Content-Length on every reply (../shared/peers.md). Bodies are gzipped when the client sends
-//! `Accept-Encoding: gzip` (seeds/itunes-remote-pairing-blog.txt: "almost everything … is gzip
+//! Content-Length on every reply (docs/peers.md). Bodies are gzipped when the client sends
+//! `Accept-Encoding: gzip` (docs/protocols/dacp.md: "almost everything … is gzip
 //! or zlib compressed").
 
 use std::collections::BTreeMap;
@@ -567,7 +567,7 @@ impl DacpService {
                     self.changes.bump();
                     Outcome::Respond(self.no_content(req))
                 }
-                // pyatv reads a 500 as "not supported" (../shared/peers.md).
+                // pyatv reads a 500 as "not supported" (docs/peers.md).
                 Err(e) => self.refuse(req, 500, &e, cx),
             },
         }

@@ -1,6 +1,6 @@
 //! What a DACP library is playing, and how it changes: by the scenario's timeline (at t=2 s the
 //! track changes) and by the remote's commands. Every change raises the revision number that
-//! `playstatusupdate` long polls wait on (../shared/protocol-notes.md, DACP).
+//! `playstatusupdate` long polls wait on (docs/protocols/dacp.md, DACP).
 //!
 //! Sans-IO: the time is passed in. Position advances with the time while playing.
 
@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::wire::dmap::Item;
 
-/// Play state as `caps` carries it: 2 stopped, 3 paused, 4 playing (protocol-notes.md).
+/// Play state as `caps` carries it: 2 stopped, 3 paused, 4 playing (docs/protocols/dacp.md).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PlayState {
@@ -425,7 +425,7 @@ impl Player {
         })
     }
 
-    /// The `cmst` container of `playstatusupdate` (protocol-notes.md: mstt, cmsr, caps, cash,
+    /// The `cmst` container of `playstatusupdate` (docs/protocols/dacp.md: mstt, cmsr, caps, cash,
     /// carp, cafs, cavs, cavc, cann, cana, canl, cang, cant, cast; pyatv also needs `cmmk`).
     pub fn cmst(&self, now: SystemTime) -> Item {
         let mut c = vec![

@@ -24,7 +24,7 @@ use super::rtp::{self, RtpHeader, SyncPacket};
 use crate::service::DatagramHandler;
 use crate::wire::sdp::{Announce, Codec};
 
-/// AES block size: only whole blocks of a payload are encrypted (protocol-notes.md).
+/// AES block size: only whole blocks of a payload are encrypted (docs/protocols/raop.md).
 pub const AES_BLOCK: usize = 16;
 
 /// Smallest ALAC frames-per-packet airtwin's sender uses: `alac-encoder`'s predictor reads the
@@ -52,7 +52,7 @@ impl fmt::Debug for AesParams {
 
 /// Decrypts an RTP payload in place: AES-128-CBC with the session key and `aesiv`, the chain
 /// restarted for every packet; only whole 16-byte blocks are encrypted, a trailing remainder
-/// travels in clear (protocol-notes.md, seeds/airport-express-rsa-auth.txt).
+/// travels in clear (docs/protocols/raop.md).
 pub fn decrypt_payload(aes: &AesParams, payload: &mut [u8]) {
     let whole = payload.len() / AES_BLOCK * AES_BLOCK;
     let mut cipher = cbc::Decryptor::<Aes128>::new(&aes.key.into(), &aes.iv.into());
@@ -71,7 +71,7 @@ pub fn encrypt_payload(aes: &AesParams, payload: &mut [u8]) {
 }
 
 /// The ALAC `fmtp` numbers RAOP senders announce: `frames_per_packet 0 16 40 10 14 channels 255
-/// 0 0 rate` (protocol-notes.md; the seed SDP has `4096 0 16 40 10 14 2 255 0 0 44100`). In order:
+/// 0 0 rate` (docs/protocols/raop.md; the seed SDP has `4096 0 16 40 10 14 2 255 0 0 44100`). In order:
 /// frame length, compatible version, bit depth, rice history mult, rice initial history, rice
 /// limit, channels, max run, max frame bytes, average bit rate, sample rate. 40/10/14 are also the
 /// rice parameters `alac-encoder` writes into its magic cookie, so its frames decode with them.
@@ -91,7 +91,7 @@ pub fn alac_fmtp(frames_per_packet: u32, channels: u16, sample_rate: u32) -> [u3
     ]
 }
 
-/// L16 payload: big-endian signed 16-bit samples, interleaved (peers.md: pyatv sends "raw
+/// L16 payload: big-endian signed 16-bit samples, interleaved (docs/peers.md: pyatv sends "raw
 /// big-endian PCM").
 pub fn encode_l16(samples: &[i16]) -> Vec<u8> {
     samples.iter().flat_map(|s| s.to_be_bytes()).collect()
@@ -133,7 +133,7 @@ impl AudioFormat {
         }
     }
 
-    /// L16 as pyatv announces it (`L16/44100/2`, fmtp `352`, peers.md).
+    /// L16 as pyatv announces it (`L16/44100/2`, fmtp `352`, docs/peers.md).
     pub fn l16(sample_rate: u32, channels: u16, frames_per_packet: u32) -> Self {
         AudioFormat {
             codec: Codec::L16,
@@ -687,7 +687,7 @@ pub struct AudioReceiver {
 }
 
 impl AudioReceiver {
-    /// `aes` is `None` when the ANNOUNCE had no key (pyatv's unencrypted L16, peers.md).
+    /// `aes` is `None` when the ANNOUNCE had no key (pyatv's unencrypted L16, docs/peers.md).
     pub fn new(format: AudioFormat, aes: Option<AesParams>) -> Self {
         AudioReceiver {
             capture: Mutex::new(Capture::new(format.clone())),
@@ -762,7 +762,7 @@ impl AudioReceiver {
                         None => self.capture().note_ignored(),
                     },
                     // A retransmit reply carries a whole audio packet after its 4-byte header
-                    // (protocol-notes.md): it goes to the capture like one from the server port.
+                    // (docs/protocols/raop.md): it goes to the capture like one from the server port.
                     Some(rtp::PT_RETRANSMIT_REPLY) => match rtp::parse_retransmit_reply(bytes) {
                         Some(inner) => self.on_audio(inner, true),
                         None => self.capture().note_ignored(),
@@ -789,7 +789,7 @@ impl AudioReceiver {
             self.capture().note_ignored();
             return;
         };
-        // Audio is payload type 96 (protocol-notes.md); anything else on this port is ignored.
+        // Audio is payload type 96 (docs/protocols/raop.md); anything else on this port is ignored.
         if header.payload_type != rtp::PT_AUDIO {
             self.capture().note_ignored();
             return;

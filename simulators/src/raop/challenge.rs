@@ -1,7 +1,6 @@
 //! `Apple-Challenge` → `Apple-Response`, and the `rsaaeskey` of ANNOUNCE.
 //!
-//! From seeds/airport-express-rsa-auth.txt, with the details verified in
-//! ../shared/protocol-notes.md:
+//! From docs/protocols/raop.md:
 //! - the sender puts 16 random bytes, base64 without padding, in `Apple-Challenge` (on OPTIONS or
 //!   ANNOUNCE; it is answered on whichever request carries it);
 //! - the receiver builds challenge ‖ IP of the accepted socket (4 bytes, 16 for IPv6) ‖ its 6-byte
@@ -142,10 +141,10 @@ mod tests {
     use rand::SeedableRng;
     use std::net::Ipv4Addr;
 
-    /// seeds/airport-express-rsa-auth.txt: `Apple-Response`, folded lines joined.
+    /// docs/protocols/raop.md: `Apple-Response`, folded lines joined.
     const SEED_RESPONSE: &str = "u+msU8Cc7KBrVPjI/Ir8fOL8+C5D3Jsw1+acaW3MNTndrTQAeb/a5m10UVBX6wb/DYQGY+b28ksSwBjN0nFOk4Y2cODEf83FAh7BmkLpmpkpplp7zVXQ+Z9DcB6gC60ZsS3t98aoR7tSzVLKZNgi2X2sC+vGsz utQxX03HK008VjcdngHv3g1p2knoETd07T6eVfZCmPqp6Ga7Dj8VIIj/GEP3AjjDx3lJnQBXUDmxM484YXLXZjWFXCiY8GJt6whjf7/2c3rIoT3Z7PQpEvPmM1MXU9cv4NL59Y/q0OAVQ38foOz7eGAhfvjOsCnHU25aik7/7ToIYt1tyVtap/kA";
     const SEED_CHALLENGE: &str = "09KF45soMYmvj6dpsUGiIg";
-    /// The receiver of the seed: 10.0.1.103, hardware id 00:11:24:00:44:91 (protocol-notes.md).
+    /// The receiver of the seed: 10.0.1.103, hardware id 00:11:24:00:44:91 (docs/protocols/raop.md).
     const SEED_HW: [u8; 6] = [0x00, 0x11, 0x24, 0x00, 0x44, 0x91];
     const SEED_RSAAESKEY: &str = "5QYIqmdZGTONY5SHjEJrqAhaa0W9wzDC5i6q221mdGZJ5ubO6KgyhC6U83wpY87TFdPRdfPQl2kVC7+Uefmx1bXdIUo07ZcJsqMbgtje4w2JQw0bUw2BlzNPmVGQOxfdpGc3LXZzNE0jI1D4conUEiW6rrzikXBhk7Y/i2naw13ayyxaSwtkiJ0ltBQGYGErbV2tx43QSNj7O0JIG9GrF2GZZ6/UHo4VH+ZXgQ4NZvP/QXPCsLutZsvusFDzIEq7TN1fveINOiwrzlN+bckEixvhXlvoQTWE2tjbmQYhMvOFIly5gNbZiXi0l5AdolX4jDC2vndFHqWDks/3sPikNg";
 

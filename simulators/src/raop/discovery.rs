@@ -1,8 +1,8 @@
 //! What an AirPort Express publishes over DNS-SD: one `_raop._tcp` service.
 //!
 //! The instance name is `<6-byte id in hex>@<name>`: the receiver's hardware id, the same bytes
-//! it signs into `Apple-Response` (protocol-notes.md, "AirPort Express RSA authentication"). TXT
-//! keys as receivers publish them (protocol-notes.md: txtvers, ch, cn, et, ek, sv, tp, md, ss, sr,
+//! it signs into `Apple-Response` (docs/protocols/raop.md, "AirPort Express RSA authentication"). TXT
+//! keys as receivers publish them (docs/protocols/raop.md: txtvers, ch, cn, et, ek, sv, tp, md, ss, sr,
 //! pw, vn, da, am, vs, sf, fv).
 
 use super::RaopConfig;

@@ -1,7 +1,7 @@
 //! RSA identities of RAOP receivers.
 //!
 //! The default identity is the publicly known AirPort Express key (public since 2011, shipped by
-//! open-source receivers; ../shared/protocol-notes.md): unmodified senders verify `Apple-Response`
+//! open-source receivers; docs/protocols/raop.md): unmodified senders verify `Apple-Response`
 //! against its public half. Scenarios may supply their own PEM.
 
 use std::ops::Deref;
@@ -57,7 +57,7 @@ impl DeviceKey {
     }
 
     /// RSA PKCS#1 v1.5 type-1 private-key operation over `msg`, no DigestInfo (the `Apple-Response`
-    /// operation, protocol-notes.md).
+    /// operation, docs/protocols/raop.md).
     pub fn sign_raw(&self, msg: &[u8]) -> Result<Vec<u8>, RsaOpError> {
         #[cfg(feature = "openssl")]
         {
@@ -150,7 +150,7 @@ pub enum KeyError {
 
 /// Loads a private key from PEM text. Accepts PKCS#1 and PKCS#8, and lines wrapped at any width:
 /// the `rsa` crate's PEM reader insists on 64 columns and rejects the 76-column copies that
-/// receivers embed (protocol-notes.md), so the base64 is re-wrapped first.
+/// receivers embed (docs/protocols/raop.md), so the base64 is re-wrapped first.
 pub fn private_key_from_pem(text: &str, origin: &str) -> Result<DeviceKey, KeyError> {
     let normalised = rewrap(text);
     let pkcs1 = RsaPrivateKey::from_pkcs1_pem(&normalised);

@@ -4,8 +4,8 @@
 //! Sans-IO: these functions build and read bytes; time is always passed in.
 //!
 //! Sources: the fixed header layout is RFC 3550 §5.1; the RAOP payload types and packet shapes are
-//! from ../shared/protocol-notes.md (RAOP section, as restated in the work brief) and pyatv's
-//! `raop/packets.py` (the sender described in ../shared/peers.md).
+//! from docs/protocols/raop.md and pyatv's
+//! `raop/packets.py` (the sender described in docs/peers.md).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -15,23 +15,23 @@ pub const RTP_VERSION: u8 = 2;
 pub const HEADER_LEN: usize = 12;
 
 /// Payload type of RAOP audio packets on the server port: 0x60 = 96, the dynamic type the SDP
-/// binds with `a=rtpmap:96 …` (protocol-notes.md; the first packet carries the marker bit, so
+/// binds with `a=rtpmap:96 …` (docs/protocols/raop.md; the first packet carries the marker bit, so
 /// byte 1 is 0xE0).
 pub const PT_AUDIO: u8 = 0x60;
-/// Timing request, byte 1 = 0xD2 = marker | 0x52 (protocol-notes.md).
+/// Timing request, byte 1 = 0xD2 = marker | 0x52 (docs/protocols/raop.md).
 pub const PT_TIMING_REQUEST: u8 = 0x52;
-/// Timing reply, byte 1 = 0xD3 = marker | 0x53 (protocol-notes.md).
+/// Timing reply, byte 1 = 0xD3 = marker | 0x53 (docs/protocols/raop.md).
 pub const PT_TIMING_REPLY: u8 = 0x53;
-/// Sync packet on the control port, byte 1 = 0xD4 = marker | 0x54 (protocol-notes.md).
+/// Sync packet on the control port, byte 1 = 0xD4 = marker | 0x54 (docs/protocols/raop.md).
 pub const PT_SYNC: u8 = 0x54;
 /// Retransmit request on the control port (receiver → sender), byte 1 = 0xD5 (pyatv's
 /// `RetransmitReqeust` in raop/packets.py: header, lost seq u16, count u16).
 pub const PT_RETRANSMIT_REQUEST: u8 = 0x55;
 /// Retransmit reply on the control port (sender → receiver), byte 1 = 0xD6 = marker | 0x56: a
-/// 4-byte header followed by the whole original RTP audio packet (protocol-notes.md).
+/// 4-byte header followed by the whole original RTP audio packet (docs/protocols/raop.md).
 pub const PT_RETRANSMIT_REPLY: u8 = 0x56;
 
-/// Length of timing requests and replies (protocol-notes.md).
+/// Length of timing requests and replies (docs/protocols/raop.md).
 pub const TIMING_LEN: usize = 32;
 /// Length of a sync packet (pyatv's `SyncPacket`: 4-byte header, three u32 and one NTP time).
 pub const SYNC_LEN: usize = 20;
@@ -78,7 +78,7 @@ pub fn packet_type(bytes: &[u8]) -> Option<u8> {
 ///
 /// The fixed header and CSRC list follow RFC 3550 §5.1. The padding (P) and extension (X) bits are
 /// deliberately not interpreted: RAOP senders set X on packets that carry no extension header
-/// (the first sync packet starts 0x90, protocol-notes.md), so honouring them would cut real audio.
+/// (the first sync packet starts 0x90, docs/protocols/raop.md), so honouring them would cut real audio.
 /// Returns `None` for anything shorter than its header or not version 2.
 pub fn parse(bytes: &[u8]) -> Option<(RtpHeader, &[u8])> {
     if bytes.len() < HEADER_LEN || !is_rtp_v2(bytes) {
@@ -113,7 +113,7 @@ pub fn encode(header: &RtpHeader, payload: &[u8]) -> Vec<u8> {
 }
 
 /// An NTP timestamp: seconds since 1900-01-01 in the upper 32 bits, binary fraction of a second
-/// in the lower 32 (RFC 3550 §4; the timing packets carry it, protocol-notes.md).
+/// in the lower 32 (RFC 3550 §4; the timing packets carry it, docs/protocols/raop.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct NtpTime(pub u64);
 
@@ -185,7 +185,7 @@ impl NtpTime {
     }
 }
 
-/// A timing request or reply (protocol-notes.md: 32 bytes, `[0x80, 0xD2|0xD3, seq u16, 0 u32,
+/// A timing request or reply (docs/protocols/raop.md: 32 bytes, `[0x80, 0xD2|0xD3, seq u16, 0 u32,
 /// reference 8..16, receive 16..24, send 24..32]`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TimingPacket {
@@ -227,7 +227,7 @@ impl TimingPacket {
 }
 
 /// Answers a timing request: byte 1 0xD3, the request's sequence number, reference time = the
-/// request's send time (bytes 24..32), receive and send time = `now` (protocol-notes.md).
+/// request's send time (bytes 24..32), receive and send time = `now` (docs/protocols/raop.md).
 /// `None` when `request` is not a timing request.
 pub fn timing_reply(request: &[u8], now: SystemTime) -> Option<Vec<u8>> {
     let req = TimingPacket::parse(request)?;
@@ -248,7 +248,7 @@ pub fn timing_reply(request: &[u8], now: SystemTime) -> Option<Vec<u8>> {
 }
 
 /// A timing request as a sender sends it: reference and receive time zero, send time `now`
-/// (protocol-notes.md layout). The sequence number is 0; receivers echo whatever it is.
+/// (docs/protocols/raop.md layout). The sequence number is 0; receivers echo whatever it is.
 pub fn timing_request(now: SystemTime) -> Vec<u8> {
     TimingPacket {
         kind: PT_TIMING_REQUEST,
@@ -261,7 +261,7 @@ pub fn timing_request(now: SystemTime) -> Vec<u8> {
 }
 
 /// A sync packet on the control port (pyatv's `SyncPacket` in raop/packets.py: header, RTP time
-/// now minus latency, NTP time now, RTP time now; protocol-notes.md: byte 0 is 0x90 on the first
+/// now minus latency, NTP time now, RTP time now; docs/protocols/raop.md: byte 0 is 0x90 on the first
 /// sync of a stream, 0x80 after, byte 1 is 0xD4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SyncPacket {
@@ -334,7 +334,7 @@ pub fn parse_retransmit_request(bytes: &[u8]) -> Option<(u16, u16)> {
 }
 
 /// Wraps an audio packet as a retransmit reply: `[0x80, 0xD6, seq u16]` then the whole original
-/// RTP packet (protocol-notes.md). pyatv puts the original packet's sequence number in `seq`
+/// RTP packet (docs/protocols/raop.md). pyatv puts the original packet's sequence number in `seq`
 /// (raop/stream_client.py); receivers take the one inside the wrapped packet.
 pub fn retransmit_reply(seq: u16, audio_packet: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(4 + audio_packet.len());

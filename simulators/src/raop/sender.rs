@@ -125,7 +125,7 @@ impl AlacPacketizer {
     }
 
     /// The numbers for `a=fmtp:96 <fmtp>`: `frames_per_packet 0 16 40 10 14 channels 255 0 0
-    /// rate` (protocol-notes.md), which `wire::sdp::parse_announce` reads back as frames per
+    /// rate` (docs/protocols/raop.md), which `wire::sdp::parse_announce` reads back as frames per
     /// packet, bit depth, channels and sample rate, and `audio::Decoder` as the ALAC config.
     pub fn fmtp(&self) -> String {
         alac_fmtp(self.frames_per_packet, self.channels, self.sample_rate)
@@ -324,7 +324,7 @@ impl RtpSender {
         self.sent
     }
 
-    /// Encrypts `payload` (whole blocks only, protocol-notes.md), wraps it in an RTP audio header
+    /// Encrypts `payload` (whole blocks only, docs/protocols/raop.md), wraps it in an RTP audio header
     /// (payload type 96, marker on the first packet: byte 1 0xE0), then advances the sequence
     /// number by one and the timestamp by `frames`, both wrapping.
     pub fn next_packet(&mut self, payload: &[u8], frames: u32) -> Vec<u8> {

@@ -4,7 +4,7 @@
 //! when encrypted, `rsaaeskey`/`aesiv`) → SETUP (Transport: the receiver opens its audio, control
 //! and timing UDP ports) → RECORD → audio over RTP → FLUSH / SET_PARAMETER … → TEARDOWN.
 //! pyatv also sends `GET /info`, `POST /auth-setup` and `POST /feedback` on the same connection
-//! (../shared/peers.md). A request out of order gets 455 (RFC 2326 §11.3.6), an unknown method 501.
+//! (docs/peers.md). A request out of order gets 455 (RFC 2326 §11.3.6), an unknown method 501.
 
 use std::sync::{Arc, Mutex};
 
@@ -23,10 +23,10 @@ pub struct RaopConfig {
     /// Device name (the part after `@` of the `_raop._tcp` instance name).
     pub name: String,
     /// The 6-byte id signed into `Apple-Response`: the hex prefix of the `_raop._tcp` instance
-    /// name, usually the MAC address (protocol-notes.md).
+    /// name, usually the MAC address (docs/protocols/raop.md).
     pub hw_addr: [u8; 6],
     pub key: Arc<DeviceKey>,
-    /// `Server: AirTunes/<version>` (seeds/airplay-info-fp-setup.txt uses 220.68).
+    /// `Server: AirTunes/<version>` (docs/protocols/airplay.md uses 220.68).
     pub source_version: String,
     /// `Audio-Jack-Status` value; an AirPort Express reports an analog jack.
     pub audio_jack: String,
@@ -45,7 +45,7 @@ pub struct RaopConfig {
 
 impl RaopConfig {
     /// The built-in AirPort Express: well-known key, MAC 00:11:24:00:44:91 (the receiver of
-    /// seeds/airport-express-rsa-auth.txt).
+    /// docs/protocols/raop.md).
     pub fn airport_express(name: &str) -> Self {
         RaopConfig {
             name: name.to_string(),
@@ -330,7 +330,7 @@ impl RaopService {
     }
 
     /// `GET /info` as pyatv sends it before streaming: a binary plist. pyatv reads only
-    /// `initialVolume`, a float of which makes it skip its volume SET_PARAMETER (peers.md).
+    /// `initialVolume`, a float of which makes it skip its volume SET_PARAMETER (docs/peers.md).
     fn info(&self, conn: &RaopConn, req: &Request, cx: &mut Context<'_>) -> Outcome {
         let mut dict = plist::Dictionary::new();
         dict.insert("name".into(), self.config.name.clone().into());
@@ -366,7 +366,7 @@ impl RaopService {
     }
 }
 
-/// A decimal session id: pyatv parses `Session` as an integer (peers.md).
+/// A decimal session id: pyatv parses `Session` as an integer (docs/peers.md).
 fn session_for(seed: u64, conn: u64) -> String {
     let mut x = seed ^ conn.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xA177_u64;
     x ^= x >> 33;
@@ -432,7 +432,7 @@ impl Service for RaopService {
             }
             ("GET", "/info") => self.info(conn, req, cx),
             // pyatv: 0x01 + 32-byte public key when `et` holds 4 and `am` starts "AirPort"; it does
-            // not check the answer (peers.md). A real device answers its own 32-byte key and a
+            // not check the answer (docs/peers.md). A real device answers its own 32-byte key and a
             // certificate; 32 seeded bytes stand in for them.
             ("POST", "/auth-setup") => {
                 let body: Vec<u8> = (0..32u64)
@@ -497,7 +497,7 @@ impl Service for RaopService {
         r
     }
 
-    /// The headers every RTSP response carries (seeds/airplay-info-fp-setup.txt): `CSeq` echoed,
+    /// The headers every RTSP response carries (docs/protocols/airplay.md): `CSeq` echoed,
     /// `Date`, `Server: AirTunes/<version>`, `Session` (one value for the connection's life), and
     /// `Audio-Jack-Status` except on RECORD and SET_PARAMETER.
     fn decorate(
@@ -582,7 +582,7 @@ mod tests {
         (svc, c, info, cseq)
     }
 
-    /// seeds/airplay-info-fp-setup.txt: every response carries Date, Session (one value for the
+    /// docs/protocols/airplay.md: every response carries Date, Session (one value for the
     /// connection), CSeq echoed, Server: AirTunes/<v>, and Audio-Jack-Status except to RECORD and
     /// SET_PARAMETER.
     #[rstest]

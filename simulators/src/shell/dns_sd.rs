@@ -1,6 +1,6 @@
 //! Unicast DNS-SD on a UDP port of 127.0.0.1: answers the queries that `shell::mdns` would answer
 //! on the multicast group, to a client that asks one host directly (pyatv's `scan -s 127.0.0.1`
-//! with `PYATV_UDNS_PORT`, peers.md). Nothing here sends multicast: replies go back to the sender.
+//! with `PYATV_UDNS_PORT`, docs/peers.md). Nothing here sends multicast: replies go back to the sender.
 //! The answers themselves are [`crate::discovery::answer`].
 
 use std::net::SocketAddr;

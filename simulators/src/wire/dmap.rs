@@ -1,5 +1,5 @@
 //! DMAP (Digital Media Access Protocol) tagged data: 4-byte ASCII tag, 4-byte big-endian length,
-//! value; containers nest the same encoding (../shared/protocol-notes.md, DACP section).
+//! value; containers nest the same encoding (docs/protocols/dacp.md, DACP section).
 //!
 //! The wire carries no type information: whether a value is a container, an integer or a string is
 //! known only from the tag. [`TAGS`] holds the tags airtwin knows (code, readable name, type):
@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 
 use thiserror::Error;
 
-/// Value types of DMAP (protocol-notes.md): 1 ubyte, 2 byte, 3 ushort, 4 short, 5 uint, 6 int,
+/// Value types of DMAP (docs/protocols/dacp.md): 1 ubyte, 2 byte, 3 ushort, 4 short, 5 uint, 6 int,
 /// 7 ulong, 8 long, 9 UTF-8 string, 10 date (u32 seconds), 11 version (u32 major<<16|minor),
 /// 12 container; `Data` is an opaque byte string (e.g. `canp`, four u32 ids; `ceSD`, a plist).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -485,7 +485,7 @@ mod tests {
 
     #[test]
     fn pairing_answer_round_trips() {
-        // cmpa{cmpg 1, cmnm "pyatv remote", cmty "ipod"}: seeds/pyatv-device-pairing.txt
+        // cmpa{cmpg 1, cmnm "pyatv remote", cmty "ipod"}: docs/protocols/dacp.md
         let tree = vec![Item::container(
             b"cmpa",
             vec![

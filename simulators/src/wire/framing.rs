@@ -2,7 +2,7 @@
 //!
 //! Hand-written request line, because neither kept crate takes what AirPlay senders send:
 //! rtsp-types 0.1.3 rejects relative request URIs (`GET /info RTSP/1.0`, `POST /fp-setup RTSP/1.0`,
-//! seeds/airplay-info-fp-setup.txt) and httparse's request parser rejects the `RTSP/1.0` version.
+//! docs/protocols/airplay.md) and httparse's request parser rejects the `RTSP/1.0` version.
 //! The header block is parsed by `httparse::parse_headers`; the body is sized by `Content-Length`
 //! (RFC 2326 §12.14: absent means no body).
 

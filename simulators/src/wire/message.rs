@@ -1,7 +1,7 @@
 //! RTSP/1.0 and HTTP/1.1 messages as AirPlay devices see them.
 //!
 //! AirPlay senders speak RTSP/1.0 and HTTP/1.1 on the same port (a real Apple TV takes both on port
-//! 7000; seeds/airplay-info-fp-setup.txt shows `GET /info RTSP/1.0` with a body). Both share one
+//! 7000; docs/protocols/airplay.md shows `GET /info RTSP/1.0` with a body). Both share one
 //! shape: a request line, a header block, and a body sized by `Content-Length`.
 
 use std::fmt;
@@ -220,7 +220,7 @@ impl Response {
     }
 
     /// Serialises the response. `Content-Length` is always written (pyatv needs it even for empty
-    /// bodies: ../shared/peers.md) and always matches the body.
+    /// bodies: docs/peers.md) and always matches the body.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = format!("{} {} {}\r\n", self.protocol, self.status, self.reason).into_bytes();
         encode_headers_and_body(&mut out, &self.headers, &self.body);

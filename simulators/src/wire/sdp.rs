@@ -2,13 +2,13 @@
 //!
 //! Parsing is done by `sdp-types`; this module only reads what a RAOP receiver needs from it.
 //! Senders fold long base64 values over lines that start with whitespace
-//! (seeds/airport-express-rsa-auth.txt shows `a=rsaaeskey:` over six lines), which no SDP parser
+//! (docs/protocols/raop.md shows `a=rsaaeskey:` over six lines), which no SDP parser
 //! accepts, so continuation lines are unfolded first.
 
 use thiserror::Error;
 
-/// The audio codec named by `a=rtpmap:96 …` (seeds/airport-express-rsa-auth.txt, pyatv's
-/// `L16/44100/2` in ../shared/peers.md).
+/// The audio codec named by `a=rtpmap:96 …` (docs/protocols/raop.md, pyatv's
+/// `L16/44100/2` in docs/peers.md).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Codec {
     /// `AppleLossless`: ALAC frames.
@@ -149,7 +149,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    /// The ANNOUNCE body of seeds/airport-express-rsa-auth.txt, folding and all.
+    /// The ANNOUNCE body of docs/protocols/raop.md, folding and all.
     pub const SEED_SDP: &str = "v=0\r\no=iTunes 3172942895 0 IN IP4 10.0.1.101\r\ns=iTunes\r\nc=IN IP4 10.0.1.103\r\nt=0 0\r\nm=audio 0 RTP/AVP 96\r\na=rtpmap:96 AppleLossless\r\na=fmtp:96 4096 0 16 40 10 14 2 255 0 0 44100\r\na=rsaaeskey:5QYIqmdZGTONY5SHjEJrqAhaa0W9wzDC5i6q221mdGZJ5ubO6Kg\r\n      yhC6U83wpY87TFdPRdfPQl2kVC7+Uefmx1bXdIUo07ZcJsqMbgtje4w2JQw0b\r\n      Uw2BlzNPmVGQOxfdpGc3LXZzNE0jI1D4conUEiW6rrzikXBhk7Y/i2naw13ayy\r\n      xaSwtkiJ0ltBQGYGErbV2tx43QSNj7O0JIG9GrF2GZZ6/UHo4VH+ZXgQ4NZvP/\r\n      QXPCsLutZsvusFDzIEq7TN1fveINOiwrzlN+bckEixvhXlvoQTWE2tjbmQYhMvO\r\n      FIly5gNbZiXi0l5AdolX4jDC2vndFHqWDks/3sPikNg\r\na=aesiv:zcZmAZtqh7uGcEwPXk0QeA\r\n";
 
     #[test]

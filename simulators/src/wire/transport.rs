@@ -2,7 +2,7 @@
 //!
 //! A sender offers `RTP/AVP/UDP;unicast;interleaved=0-1;mode=record;control_port=6001;timing_port=6002`;
 //! the receiver answers with its own `server_port`, `control_port` and `timing_port`. pyatv needs
-//! `server_port` and `control_port` in the answer (../shared/peers.md).
+//! `server_port` and `control_port` in the answer (docs/peers.md).
 
 use std::fmt;
 
