@@ -94,13 +94,15 @@ pub fn parse_query(body: &[u8]) -> Result<InfoQuery, String> {
 }
 
 /// `0x5A7FFFF7,0x1E`: the low then the high 32 bits, as `_airplay._tcp` TXT records write
-/// `features` (just `0x5A7FFFF7` when the high half is zero).
+/// `features` (just `0x5A7FFFF7` when the high half is zero). With a high half the low word is
+/// always 8 hex digits: pyatv's `parse_features` joins the two hex strings without padding, so
+/// `0x0,0x10000` would read as bit 20 (docs/protocols/dns-sd.md, "features").
 pub fn features_text(features: u64) -> String {
     let (lo, hi) = (features & 0xFFFF_FFFF, features >> 32);
     if hi == 0 {
         format!("0x{lo:X}")
     } else {
-        format!("0x{lo:X},0x{hi:X}")
+        format!("0x{lo:08X},0x{hi:X}")
     }
 }
 
@@ -344,7 +346,9 @@ mod tests {
         assert_eq!(entries, txt_entries(&id));
         assert!(entries.contains(&("pk".into(), "07".repeat(32))));
         assert!(entries.contains(&("features".into(), "0x5A7FFFF7".into())));
-        assert_eq!(features_text(0x4_0000_0001), "0x1,0x4");
+        assert_eq!(features_text(0x4_0000_0001), "0x00000001,0x4");
+        assert_eq!(features_text(1 << 48), "0x00000000,0x10000");
+        assert_eq!(features_text(0x1E_5A7F_FFF7), "0x5A7FFFF7,0x1E");
     }
 
     #[test]
