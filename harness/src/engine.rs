@@ -301,7 +301,7 @@ async fn run_client(
                 Ok(o) => o,
                 Err(e) => return ClientOutcome::failed_to_start(format!("{e:#}"), Duration::ZERO),
             };
-            clients::raop::run_with_timeout(opts, timeout, cancel).await
+            clients::run_in_process(opts, timeout, cancel).await
         }
         ClientKind::Airplay(spec) => {
             let Some(device) = devices.iter().find(|d| d.name == spec.to) else {
@@ -314,7 +314,7 @@ async fn run_client(
                 Ok(o) => o,
                 Err(e) => return ClientOutcome::failed_to_start(format!("{e:#}"), Duration::ZERO),
             };
-            clients::airplay::run_with_timeout(opts, timeout, cancel).await
+            clients::run_in_process(opts, timeout, cancel).await
         }
         ClientKind::Dacp(spec) => {
             let Some((address, port)) = devices
@@ -339,7 +339,7 @@ async fn run_client(
                 response_timeout: Duration::from_secs_f64(spec.response_timeout.unwrap_or(10.0)),
                 out: PathBuf::from(vars.apply("${out}").unwrap_or_else(|_| ".".into())),
             };
-            clients::dacp::run_with_timeout(opts, timeout, cancel).await
+            clients::run_in_process(opts, timeout, cancel).await
         }
         ClientKind::Pair(spec) => {
             let dacp = devices

@@ -4,6 +4,7 @@
 pub mod audio_match;
 pub mod bench;
 pub mod bench_scale;
+pub mod cli;
 pub mod clients;
 pub mod control;
 pub mod ctl;

@@ -21,7 +21,7 @@ use std::io::Cursor;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use airtwin_simulators::airplay::fairplay::{self, PHASE1_REPLY_LEN};
 use airtwin_simulators::airplay::info;
@@ -31,10 +31,8 @@ use plist::{Dictionary, Value};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rsa::RsaPublicKey;
-use tokio::sync::watch;
 
 use super::rtsp::RtspClient;
-use super::ClientOutcome;
 use crate::devices::{parse_mac, Device};
 use crate::scenario::{AirplayClientSpec, ChallengeOn, Loaded};
 
@@ -97,16 +95,10 @@ impl Options {
     }
 }
 
-/// Runs the client with a deadline; the log becomes the outcome's stdout.
-pub async fn run_with_timeout(
-    opts: Options,
-    timeout: Duration,
-    cancel: watch::Receiver<bool>,
-) -> ClientOutcome {
-    let started = Instant::now();
-    let mut log = String::new();
-    let result = super::bounded(run(&opts, &mut log), timeout, cancel).await;
-    super::outcome_of(result, log, started, timeout)
+impl super::InProcess for Options {
+    async fn run(&self, log: &mut String) -> Result<()> {
+        run(self, log).await
+    }
 }
 
 /// Names of feature bits a sender acts on (pyatv's AirPlayFlags, docs/peers.md).

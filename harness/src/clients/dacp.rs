@@ -7,15 +7,13 @@ use std::fmt::Write as _;
 use std::io::Read as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use airtwin_simulators::wire::dmap::{self, Value};
 use airtwin_simulators::wire::{Protocol, Response};
 use anyhow::{bail, Context as _, Result};
-use tokio::sync::watch;
 
 use super::rtsp::{RtspClient, RtspError};
-use super::ClientOutcome;
 
 /// One step of the remote.
 #[derive(Debug, Clone, PartialEq)]
@@ -133,16 +131,10 @@ pub struct Options {
     pub out: PathBuf,
 }
 
-/// Runs the remote with an overall timeout; exit 0 when every step went as expected.
-pub async fn run_with_timeout(
-    opts: Options,
-    timeout: Duration,
-    cancel: watch::Receiver<bool>,
-) -> ClientOutcome {
-    let started = Instant::now();
-    let mut log = String::new();
-    let result = super::bounded(run(&opts, &mut log), timeout, cancel).await;
-    super::outcome_of(result, log, started, timeout)
+impl super::InProcess for Options {
+    async fn run(&self, log: &mut String) -> Result<()> {
+        run(self, log).await
+    }
 }
 
 struct Remote<'a> {

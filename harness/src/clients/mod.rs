@@ -31,6 +31,25 @@ fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_f64(d.as_secs_f64())
 }
 
+/// One of airtwin's own clients, run inside this process; its log becomes the outcome's stdout.
+pub trait InProcess {
+    /// The client's steps, one line per step written to `log`.
+    fn run(&self, log: &mut String)
+        -> impl std::future::Future<Output = anyhow::Result<()>> + Send;
+}
+
+/// Runs an in-process client until it ends, `timeout` passes or `cancel` flips.
+pub async fn run_in_process<C: InProcess>(
+    client: C,
+    timeout: Duration,
+    cancel: tokio::sync::watch::Receiver<bool>,
+) -> ClientOutcome {
+    let started = std::time::Instant::now();
+    let mut log = String::new();
+    let result = bounded(client.run(&mut log), timeout, cancel).await;
+    outcome_of(result, log, started, timeout)
+}
+
 /// Runs an in-process client's future until it ends, `timeout` passes (`Some(Err)`), or `cancel`
 /// flips (`None`): the input of [`outcome_of`].
 pub async fn bounded<F: std::future::Future<Output = anyhow::Result<()>>>(

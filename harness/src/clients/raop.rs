@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use airtwin_simulators::raop::audio::AesParams;
 use airtwin_simulators::raop::challenge::{self, encode_b64};
@@ -24,10 +24,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rsa::RsaPublicKey;
 use tokio::net::UdpSocket;
-use tokio::sync::watch;
 
 use super::rtsp::RtspClient;
-use super::ClientOutcome;
 use crate::audio_match;
 use crate::devices::{parse_mac, Device};
 use crate::scenario::{ChallengeOn, Loaded, RaopClientSpec};
@@ -102,16 +100,10 @@ pub fn load_public(source: &str) -> Result<Arc<RsaPublicKey>> {
         .with_context(|| format!("{source}: not an RSA key in PEM"))
 }
 
-/// Runs the sender with a deadline; the log becomes the outcome's stdout.
-pub async fn run_with_timeout(
-    opts: Options,
-    timeout: Duration,
-    cancel: watch::Receiver<bool>,
-) -> ClientOutcome {
-    let started = Instant::now();
-    let mut log = String::new();
-    let result = super::bounded(run(&opts, &mut log), timeout, cancel).await;
-    super::outcome_of(result, log, started, timeout)
+impl super::InProcess for Options {
+    async fn run(&self, log: &mut String) -> Result<()> {
+        run(self, log).await
+    }
 }
 
 /// The sender's steps. Writes one line per step to `log`.

@@ -1,0 +1,81 @@
+//! `airtwin bench …`: benchmarks that print figures, each with a reference measured in the same
+//! run.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Result;
+use clap::Subcommand;
+
+use crate::bench;
+
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// DACP playstatusupdate requests per second against a fake iTunes on loopback, with a raw
+    /// loopback HTTP echo measured in the same run.
+    Dacp {
+        /// Concurrent client connections.
+        #[arg(long, default_value_t = 8)]
+        connections: usize,
+        /// Seconds per measurement.
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+    },
+    /// RAOP handshakes per second against a fake AirPort Express on loopback, with the raw
+    /// RSA-2048 private-key rate of this machine measured in the same run.
+    Raop {
+        /// Concurrent client connections.
+        #[arg(long, default_value_t = 8)]
+        connections: usize,
+        /// Seconds per measurement.
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+    },
+    /// Start many AirPort Express devices in one process on loopback; print the time until all
+    /// listen and the resident memory, with one device measured first as the reference.
+    Scale {
+        #[arg(long, default_value_t = 1000)]
+        devices: usize,
+    },
+    /// AirPlay handshakes per second (GET /info, fp-setup phases 1 and 3, each on a new
+    /// connection) against a fake Apple TV on loopback, with the RAOP handshake rate of a fake
+    /// AirPort Express measured in the same run.
+    Airplay {
+        /// Concurrent client connections.
+        #[arg(long, default_value_t = 8)]
+        connections: usize,
+        /// Seconds per measurement.
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+    },
+}
+
+pub(super) async fn run(command: BenchCommand) -> Result<ExitCode> {
+    match command {
+        BenchCommand::Scale { devices } => {
+            crate::bench_scale::run(devices).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        BenchCommand::Airplay {
+            connections,
+            seconds,
+        } => {
+            bench::airplay(connections, Duration::from_secs_f64(seconds)).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        BenchCommand::Dacp {
+            connections,
+            seconds,
+        } => {
+            crate::dacp_bench::run(connections, Duration::from_secs_f64(seconds)).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        BenchCommand::Raop {
+            connections,
+            seconds,
+        } => {
+            bench::raop(connections, Duration::from_secs_f64(seconds)).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

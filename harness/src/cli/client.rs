@@ -1,0 +1,240 @@
+//! `airtwin client …`: airtwin's own reference clients, run once from the command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use clap::{Subcommand, ValueEnum};
+use tokio::sync::watch;
+
+use crate::clients;
+use crate::scenario::ChallengeOn;
+
+#[derive(Subcommand)]
+pub enum ClientCommand {
+    /// Stream a WAV to a RAOP receiver, verifying its Apple-Response.
+    Raop {
+        /// Receiver address, e.g. 127.0.0.1:5000.
+        #[arg(long)]
+        to: std::net::SocketAddr,
+        /// 16-bit PCM WAV.
+        file: PathBuf,
+        /// Which request carries Apple-Challenge.
+        #[arg(long, value_enum, default_value_t = Challenge::Options)]
+        challenge: Challenge,
+        /// Send clear audio without RSA/AES.
+        #[arg(long)]
+        no_encrypt: bool,
+        /// Key whose public half verifies Apple-Response: builtin, other, or a PEM path.
+        #[arg(long, default_value = "builtin")]
+        key: String,
+        /// Hardware id expected in Apple-Response.
+        #[arg(long, default_value = "00:11:24:00:44:91")]
+        mac: String,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Seconds for each response.
+        #[arg(long, default_value_t = 5.0)]
+        timeout: f64,
+    },
+    /// Check an Apple TV's AirPlay port: GET /info, fp-setup phases 1 and 3, then optionally
+    /// stream a WAV over RAOP or play a URL with the video API.
+    Airplay {
+        /// AirPlay port, e.g. 127.0.0.1:7000.
+        #[arg(long)]
+        to: std::net::SocketAddr,
+        /// FairPlay mode of fp-setup phase 1 (0..3).
+        #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=3))]
+        mode: u8,
+        /// Then stream this 16-bit PCM WAV over RAOP.
+        #[arg(long)]
+        stream: Option<PathBuf>,
+        /// Then play this URL with /play, /playback-info, /scrub, /rate, /stop.
+        #[arg(long)]
+        play_url: Option<String>,
+        /// Skip the GET /info with the txtAirPlay qualifier.
+        #[arg(long)]
+        no_qualifier: bool,
+        /// Key whose public half verifies Apple-Response when streaming: builtin, other, or a PEM.
+        #[arg(long, default_value = "builtin")]
+        key: String,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Seconds for each response.
+        #[arg(long, default_value_t = 5.0)]
+        timeout: f64,
+    },
+    /// A DACP remote control: log in with a pairing GUID and run steps (login, playstatus,
+    /// wait-update, cmd:NAME, get:PROP, set:PROP=V, artwork[:FILE], speakers, sleep:S,
+    /// raw:/PATH, expect:STATUS|closed|timeout …).
+    Dacp {
+        /// Library address, e.g. 127.0.0.1:3689.
+        #[arg(long)]
+        to: std::net::SocketAddr,
+        /// Pairing GUID to log in with.
+        #[arg(long, default_value = "0x0000000000000001")]
+        guid: String,
+        /// Do not send Accept-Encoding: gzip.
+        #[arg(long)]
+        no_gzip: bool,
+        /// Seconds for each response.
+        #[arg(long, default_value_t = 10.0)]
+        timeout: f64,
+        /// Steps (default: login playstatus).
+        steps: Vec<String>,
+    },
+    /// A fake remote control that serves /pair on 127.0.0.1 and checks the code for its PIN
+    /// (prints "pairing web server at port N"; exits 0 when a pairing was accepted).
+    RemotePair {
+        /// The PIN the remote shows; without it every code is accepted.
+        #[arg(long)]
+        pin: Option<String>,
+        /// Pairing GUID (the Pair TXT value and cmpg).
+        #[arg(long, default_value = "0x0000000000000001")]
+        guid: String,
+        #[arg(long, default_value = "airtwin remote")]
+        name: String,
+        /// cmty of the answer.
+        #[arg(long, default_value = "iPhone")]
+        device_type: String,
+        /// ok, 500, malformed or no-cmpg.
+        #[arg(long, default_value = "ok")]
+        answer: String,
+        /// Milliseconds before answering.
+        #[arg(long, default_value_t = 0)]
+        delay_ms: u64,
+        /// Refuse (500) any other servicename.
+        #[arg(long)]
+        servicename: Option<String>,
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+        /// Seconds to wait for the pairing request.
+        #[arg(long, default_value_t = 60.0)]
+        timeout: f64,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Challenge {
+    Options,
+    Announce,
+    None,
+}
+
+pub(super) async fn run(command: ClientCommand) -> Result<ExitCode> {
+    match command {
+        ClientCommand::Raop {
+            to,
+            file,
+            challenge,
+            no_encrypt,
+            key,
+            mac,
+            seed,
+            timeout,
+        } => {
+            let opts = clients::raop::Options {
+                addr: to,
+                wav: file,
+                challenge: match challenge {
+                    Challenge::Options => ChallengeOn::Options,
+                    Challenge::Announce => ChallengeOn::Announce,
+                    Challenge::None => ChallengeOn::None,
+                },
+                encrypt: !no_encrypt,
+                verify_key: clients::raop::load_public(&key)?,
+                mac: crate::devices::parse_mac(&mac)
+                    .with_context(|| format!("bad --mac {mac:?}"))?,
+                response_timeout: Duration::from_secs_f64(timeout),
+                seed,
+            };
+            let (_tx, rx) = watch::channel(false);
+            let outcome = clients::run_in_process(opts, Duration::from_secs(600), rx).await;
+            print!("{}", outcome.stdout);
+            Ok(super::exit_code(outcome.exit == Some(0)))
+        }
+        ClientCommand::Airplay {
+            to,
+            mode,
+            stream,
+            play_url,
+            no_qualifier,
+            key,
+            seed,
+            timeout,
+        } => {
+            let opts = clients::airplay::Options {
+                addr: to,
+                mode,
+                qualifier: !no_qualifier,
+                stream,
+                play_url,
+                expect_pk: None,
+                verify_key: clients::raop::load_public(&key)?,
+                response_timeout: Duration::from_secs_f64(timeout),
+                seed,
+            };
+            let (_tx, rx) = watch::channel(false);
+            let outcome = clients::run_in_process(opts, Duration::from_secs(600), rx).await;
+            print!("{}", outcome.stdout);
+            Ok(super::exit_code(outcome.exit == Some(0)))
+        }
+        ClientCommand::Dacp {
+            to,
+            guid,
+            no_gzip,
+            timeout,
+            steps,
+        } => {
+            let steps = if steps.is_empty() {
+                vec!["login".to_string(), "playstatus".to_string()]
+            } else {
+                steps
+            };
+            let steps = clients::dacp::parse_steps(&steps).map_err(anyhow::Error::msg)?;
+            let opts = clients::dacp::Options {
+                addr: to,
+                guid,
+                steps,
+                gzip: !no_gzip,
+                response_timeout: Duration::from_secs_f64(timeout),
+                out: PathBuf::from("."),
+            };
+            let (_tx, rx) = watch::channel(false);
+            let outcome = clients::run_in_process(opts, Duration::from_secs(3600), rx).await;
+            print!("{}", outcome.stdout);
+            Ok(super::exit_code(outcome.exit == Some(0)))
+        }
+        ClientCommand::RemotePair {
+            pin,
+            guid,
+            name,
+            device_type,
+            answer,
+            delay_ms,
+            servicename,
+            port,
+            timeout,
+        } => {
+            let guid = airtwin_simulators::dacp::pairing::parse_guid(&guid)
+                .with_context(|| format!("--guid {guid:?} is not 16 hex digits"))?;
+            let config = airtwin_simulators::dacp::pairing::RemoteConfig {
+                guid,
+                pin,
+                name,
+                device_type,
+                answer: clients::pair::parse_answer(&answer)?,
+                delay: Duration::from_millis(delay_ms),
+                expect_service_name: servicename,
+            };
+            let accepted = clients::pair::remote(clients::pair::RemoteOptions {
+                config,
+                port,
+                timeout: Duration::from_secs_f64(timeout),
+            })
+            .await?;
+            Ok(super::exit_code(accepted))
+        }
+    }
+}
