@@ -10,7 +10,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full};
 use tokio::net::TcpStream;
 
 #[derive(clap::Args, Debug)]
@@ -82,7 +83,7 @@ fn control_addr(args: &CtlArgs) -> Result<SocketAddr> {
     Ok(SocketAddr::from(([127, 0, 0, 1], port)))
 }
 
-/// One HTTP/1.1 exchange: status and body.
+/// One HTTP/1.1 exchange with the control API over hyper's client: status and body.
 pub async fn request(
     addr: SocketAddr,
     method: &str,
@@ -90,56 +91,34 @@ pub async fn request(
     body: Option<&serde_json::Value>,
 ) -> Result<(u16, Vec<u8>)> {
     let body = body.map(|b| b.to_string()).unwrap_or_default();
-    let mut stream = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr))
+    let stream = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr))
         .await
         .with_context(|| format!("no answer from the control API at {addr}"))?
         .with_context(|| format!("cannot reach the control API at {addr} (is serve running?)"))?;
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).await?;
-    stream.write_all(body.as_bytes()).await?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await?;
-    let mut headers = [httparse::EMPTY_HEADER; 32];
-    let mut resp = httparse::Response::new(&mut headers);
-    let used = match resp.parse(&raw) {
-        Ok(httparse::Status::Complete(n)) => n,
-        _ => bail!("the control API at {addr} sent no HTTP answer"),
-    };
-    let status = resp.code.unwrap_or(0);
-    let chunked = resp.headers.iter().any(|h| {
-        h.name.eq_ignore_ascii_case("transfer-encoding")
-            && String::from_utf8_lossy(h.value).contains("chunked")
-    });
-    let body = &raw[used..];
-    let body = if chunked {
-        dechunk(body)
-    } else {
-        body.to_vec()
-    };
-    Ok((status, body))
-}
-
-/// The payload of a chunked body (RFC 9112 §7.1).
-fn dechunk(mut body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Some(line_end) = body.windows(2).position(|w| w == b"\r\n") {
-        let size_text = String::from_utf8_lossy(&body[..line_end]);
-        let size_text = size_text.split(';').next().unwrap_or("").trim();
-        let Ok(size) = usize::from_str_radix(size_text, 16) else {
-            break;
-        };
-        body = &body[line_end + 2..];
-        if size == 0 || body.len() < size {
-            break;
-        }
-        out.extend_from_slice(&body[..size]);
-        body = body.get(size + 2..).unwrap_or(&[]);
-    }
-    out
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .with_context(|| format!("no HTTP from the control API at {addr}"))?;
+    tokio::spawn(connection);
+    let req = hyper::Request::builder()
+        .method(method)
+        .uri(path)
+        .header(hyper::header::HOST, addr.to_string())
+        .header(hyper::header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(body)))
+        .context("building the request")?;
+    let resp = sender
+        .send_request(req)
+        .await
+        .with_context(|| format!("the control API at {addr} sent no HTTP answer"))?;
+    let status = resp.status().as_u16();
+    let bytes = resp
+        .into_body()
+        .collect()
+        .await
+        .with_context(|| format!("reading the answer of the control API at {addr}"))?
+        .to_bytes();
+    Ok((status, bytes.to_vec()))
 }
 
 /// `KEY=VALUE` → a JSON field; the value is JSON when it parses as JSON, else a string.
