@@ -3,7 +3,7 @@
 //! connections, and discovery: unicast on the host, mDNS only inside `ci/netns`.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::net::{TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -56,11 +56,9 @@ impl Serve {
         }
     }
 
-    fn control(&self) -> SocketAddr {
-        let port = self.ready["ports"]["control"]
-            .as_u64()
-            .expect("ports.control");
-        SocketAddr::from(([127, 0, 0, 1], port as u16))
+    /// The control API, with the token from the ready file.
+    fn control(&self) -> ::airtwin::ctl::Api {
+        ::airtwin::ctl::Api::from_ready_file(&self.ready_path).expect("ready file")
     }
 
     fn pid(&self) -> u32 {
@@ -121,13 +119,96 @@ extern "C" {
 }
 
 /// One request to the control API through the client `airtwin ctl` uses: status and body.
-fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&Value>) -> (u16, Vec<u8>) {
+fn http(
+    api: ::airtwin::ctl::Api,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+) -> (u16, Vec<u8>) {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap()
-        .block_on(::airtwin::ctl::request(addr, method, path, body))
+        .block_on(api.request(method, path, body))
         .unwrap()
+}
+
+/// The status of one raw HTTP/1.1 request (headers exactly as given) to the control API.
+fn raw_status(api: &::airtwin::ctl::Api, head: &str, body: &str) -> u16 {
+    let mut s = TcpStream::connect(api.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "{head}Connection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut raw = String::new();
+    let _ = s.read_to_string(&mut raw);
+    raw.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no HTTP status in {raw:?}"))
+}
+
+#[test]
+fn control_api_refuses_all_but_its_owner() {
+    let serve = Serve::start("control-owner", &["--device", "airport-express=den"]);
+    let api = serve.control();
+    let port = api.addr.port();
+    let token = &api.token;
+    // The ready file holds the token: only its owner may read it.
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(&serve.ready_path)
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "ready file mode {mode:o}");
+    assert_eq!(token.len(), 64);
+    let fault = r#"{"when": {"method": "OPTIONS"}, "action": "drop"}"#;
+    let host = format!("Host: 127.0.0.1:{port}\r\n");
+    let auth = format!("Authorization: Bearer {token}\r\n");
+    for (what, head, want) in [
+        ("no token", format!("POST /faults HTTP/1.1\r\n{host}"), 401),
+        (
+            "a wrong token",
+            format!(
+                "POST /faults HTTP/1.1\r\n{host}Authorization: Bearer {}\r\n",
+                "0".repeat(64)
+            ),
+            401,
+        ),
+        (
+            "a page elsewhere (CSRF with text/plain)",
+            format!(
+                "POST /faults HTTP/1.1\r\n{host}{auth}Origin: http://evil.example\r\n\
+                 Content-Type: text/plain\r\n"
+            ),
+            403,
+        ),
+        (
+            "a foreign Host (DNS rebinding)",
+            format!("POST /faults HTTP/1.1\r\nHost: evil.example:{port}\r\n{auth}"),
+            403,
+        ),
+    ] {
+        assert_eq!(raw_status(&api, &head, fault), want, "{what}");
+    }
+    let (_, faults) = serve.call("GET", "/faults", None);
+    assert_eq!(
+        faults.as_array().map(Vec::len),
+        Some(0),
+        "a refused request added a fault: {faults}"
+    );
+    // The owner, on any loopback name, and a same-origin page are served.
+    for name in ["127.0.0.1", "localhost"] {
+        let head = format!(
+            "GET /devices HTTP/1.1\r\nHost: {name}:{port}\r\n{auth}Origin: http://{name}:{port}\r\n"
+        );
+        assert_eq!(raw_status(&api, &head, ""), 200, "{name}");
+    }
+    let head = format!("POST /faults HTTP/1.1\r\n{host}{auth}Content-Type: application/json\r\n");
+    assert_eq!(raw_status(&api, &head, fault), 201);
 }
 
 /// Asks the DNS-SD responder for the PTR records of `service` and returns the instance names.
@@ -464,7 +545,7 @@ fn serve_survives_malformed_input_vanishing_clients_and_2000_connections() {
     let ports = &serve.ready["devices"][0]["ports"];
     let airplay = ports["airplay"].as_u64().unwrap() as u16;
     let dacp = ports["dacp"].as_u64().unwrap() as u16;
-    let control = serve.control().port();
+    let control = serve.control().addr.port();
     let dns_sd = serve.ready["ports"]["dns-sd"].as_u64().unwrap() as u16;
     let started = Instant::now();
     let garbage: [&[u8]; 5] = [

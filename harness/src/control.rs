@@ -14,6 +14,7 @@
 //! | `POST /shutdown` | stops serve as SIGTERM does |
 //!
 //! Errors are `{"error": "reason"}` with a 4xx status (5xx only when airtwin itself fails).
+//! Every request needs the ready file's token and a loopback `Host` (`crate::auth`).
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -182,6 +183,7 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 pub fn spawn(
     listener: TcpListener,
     state: Arc<ServeState>,
+    access: Arc<crate::auth::Access>,
     mut shutdown: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
@@ -195,10 +197,18 @@ pub fn spawn(
                 continue;
             };
             let state = state.clone();
+            let access = access.clone();
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(move |req| {
                     let state = state.clone();
-                    async move { Ok::<_, Infallible>(handle(&state, req).await) }
+                    let access = access.clone();
+                    async move {
+                        let resp = match access.admit(req.headers()) {
+                            Ok(()) => handle(&state, req).await,
+                            Err(r) => json_response(r.status, &json!({ "error": r.reason })),
+                        };
+                        Ok::<_, Infallible>(resp)
+                    }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)

@@ -19,9 +19,12 @@ pub struct CtlArgs {
     /// The ready file `airtwin serve --ready-file` wrote.
     #[arg(long, global = true)]
     pub ready_file: Option<PathBuf>,
-    /// The control API address instead, e.g. 127.0.0.1:7777.
-    #[arg(long, global = true)]
+    /// The control API address instead, e.g. 127.0.0.1:7777 (with --token).
+    #[arg(long, global = true, requires = "token")]
     pub control: Option<SocketAddr>,
+    /// The control API's token (the ready file's `token`), with --control.
+    #[arg(long, global = true, env = "AIRTWIN_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
     #[command(subcommand)]
     pub command: CtlCommand,
 }
@@ -64,28 +67,65 @@ pub enum CtlCommand {
     Shutdown,
 }
 
-/// Where the control API is.
-fn control_addr(args: &CtlArgs) -> Result<SocketAddr> {
-    if let Some(a) = args.control {
-        return Ok(a);
+/// Where the control API of a running serve is, and the token it wants.
+#[derive(Debug, Clone)]
+pub struct Api {
+    pub addr: SocketAddr,
+    pub token: String,
+}
+
+impl Api {
+    /// From the ready file serve wrote: `ports.control` on 127.0.0.1 and `token`.
+    pub fn from_ready_file(path: &std::path::Path) -> Result<Api> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the ready file {}", path.display()))?;
+        let v: serde_json::Value = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not JSON", path.display()))?;
+        let port = v["ports"]["control"]
+            .as_u64()
+            .and_then(|p| u16::try_from(p).ok())
+            .with_context(|| format!("{} has no ports.control", path.display()))?;
+        let token = v["token"]
+            .as_str()
+            .with_context(|| format!("{} has no token", path.display()))?;
+        Ok(Api {
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            token: token.to_string(),
+        })
     }
-    let Some(path) = &args.ready_file else {
-        bail!("say where serve is: --ready-file FILE (from serve --ready-file) or --control ADDR");
-    };
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read the ready file {}", path.display()))?;
-    let v: serde_json::Value =
-        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
-    let port = v["ports"]["control"]
-        .as_u64()
-        .and_then(|p| u16::try_from(p).ok())
-        .with_context(|| format!("{} has no ports.control", path.display()))?;
-    Ok(SocketAddr::from(([127, 0, 0, 1], port)))
+
+    /// One exchange: status and body.
+    pub async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<(u16, Vec<u8>)> {
+        request(self.addr, Some(&self.token), method, path, body).await
+    }
+}
+
+/// Where the control API is, from the arguments.
+fn api(args: &CtlArgs) -> Result<Api> {
+    match (&args.control, &args.ready_file) {
+        (Some(addr), _) => Ok(Api {
+            addr: *addr,
+            token: args
+                .token
+                .clone()
+                .context("--control needs --token (the ready file's token)")?,
+        }),
+        (None, Some(path)) => Api::from_ready_file(path),
+        (None, None) => {
+            bail!("say where serve is: --ready-file FILE (from serve --ready-file) or --control ADDR --token T")
+        }
+    }
 }
 
 /// One HTTP/1.1 exchange with the control API over hyper's client: status and body.
 pub async fn request(
     addr: SocketAddr,
+    token: Option<&str>,
     method: &str,
     path: &str,
     body: Option<&serde_json::Value>,
@@ -100,11 +140,15 @@ pub async fn request(
             .await
             .with_context(|| format!("no HTTP from the control API at {addr}"))?;
     tokio::spawn(connection);
-    let req = hyper::Request::builder()
+    let mut req = hyper::Request::builder()
         .method(method)
         .uri(path)
         .header(hyper::header::HOST, addr.to_string())
-        .header(hyper::header::CONTENT_TYPE, "application/json")
+        .header(hyper::header::CONTENT_TYPE, "application/json");
+    if let Some(token) = token {
+        req = req.header(hyper::header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    let req = req
         .body(Full::new(Bytes::from(body)))
         .context("building the request")?;
     let resp = sender
@@ -131,7 +175,7 @@ fn assignment(text: &str) -> Result<(String, serde_json::Value)> {
 }
 
 pub async fn run(args: CtlArgs) -> Result<ExitCode> {
-    let addr = control_addr(&args)?;
+    let api = api(&args)?;
     let (method, path, body): (&str, String, Option<serde_json::Value>) = match &args.command {
         CtlCommand::Devices => ("GET", "/devices".into(), None),
         CtlCommand::Device { name } => ("GET", format!("/devices/{}", encode(name)), None),
@@ -161,7 +205,7 @@ pub async fn run(args: CtlArgs) -> Result<ExitCode> {
         CtlCommand::Reset => ("POST", "/reset".into(), None),
         CtlCommand::Shutdown => ("POST", "/shutdown".into(), None),
     };
-    let (status, bytes) = request(addr, method, &path, body.as_ref()).await?;
+    let (status, bytes) = api.request(method, &path, body.as_ref()).await?;
     if !(200..300).contains(&status) {
         let reason = serde_json::from_slice::<serde_json::Value>(&bytes)
             .ok()

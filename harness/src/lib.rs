@@ -2,6 +2,7 @@
 //! the `airtwin` binary. The devices themselves live in `airtwin-simulators`.
 
 pub mod audio_match;
+pub mod auth;
 pub mod bench;
 pub mod bench_scale;
 pub mod cli;

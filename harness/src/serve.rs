@@ -36,6 +36,8 @@ pub struct Ready {
     pub ports: std::collections::BTreeMap<String, u16>,
     pub discovery: crate::discovery::DiscoveryMode,
     pub pid: u32,
+    /// The control API's token: requests send `Authorization: Bearer TOKEN` (`crate::auth`).
+    pub token: String,
 }
 
 /// One device in the ready file: what `Device::ready` says, plus its DNS-SD names.
@@ -78,10 +80,18 @@ pub fn parse_device_arg(arg: &str) -> Result<(DeviceKind, String)> {
 }
 
 /// Writes the ready file atomically (write to a temporary name, then rename), so a reader never
-/// sees half of it.
+/// sees half of it; mode 0600, since it holds the control API's token.
 pub fn write_ready(path: &Path, ready: &Ready) -> Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
     let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(ready)?)
+    let _ = std::fs::remove_file(&tmp);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(&serde_json::to_vec_pretty(ready)?))
         .with_context(|| format!("cannot write {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
@@ -165,8 +175,10 @@ pub async fn serve(what: What, opts: ServeOptions) -> Result<()> {
     let listener = control::bind(control_addr)
         .await
         .with_context(|| format!("cannot listen for the control API on {control_addr}"))?;
-    let control_port = listener.local_addr()?.port();
-    let control_task = control::spawn(listener, state.clone(), stop_rx.clone());
+    let control_bound = listener.local_addr()?;
+    let control_port = control_bound.port();
+    let access = Arc::new(crate::auth::Access::new(control_bound));
+    let control_task = control::spawn(listener, state.clone(), access.clone(), stop_rx.clone());
     let mut ports = std::collections::BTreeMap::from([("control".to_string(), control_port)]);
     if let Some(p) = dns_sd_port {
         ports.insert("dns-sd".to_string(), p);
@@ -187,6 +199,7 @@ pub async fn serve(what: What, opts: ServeOptions) -> Result<()> {
         ports,
         discovery: mode,
         pid: std::process::id(),
+        token: access.token().to_string(),
     };
     for d in &ready.devices {
         let d = &d.device;
