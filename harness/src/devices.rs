@@ -46,22 +46,29 @@ fn resolve_key(source: &str, base: &Path) -> String {
 
 /// The settings every device of the run shares, with this entry's name, address, port and idle
 /// timeout.
-fn settings(spec: &DeviceSpec, run: &RunContext) -> Settings {
-    Settings {
+fn settings(spec: &DeviceSpec, run: &RunContext) -> Result<Settings> {
+    let idle = spec.idle_timeout.unwrap_or(60.0);
+    let idle_timeout = Duration::try_from_secs_f64(idle).with_context(|| {
+        format!(
+            "device {}: idle_timeout {idle} is not a number of seconds",
+            spec.name
+        )
+    })?;
+    Ok(Settings {
         seed: run.seed,
         address: address_of(spec),
         port: spec.port,
-        idle_timeout: Duration::from_secs_f64(spec.idle_timeout.unwrap_or(60.0)),
+        idle_timeout,
         recorder: Some(run.recorder.clone()),
         plan: Some(run.plan.clone()),
         shutdown: Some(run.shutdown.clone()),
         ..Settings::new(&spec.name)
-    }
+    })
 }
 
 /// Starts one device and waits until it listens.
 pub async fn start(spec: &DeviceSpec, run: &RunContext) -> Result<Device> {
-    let settings = settings(spec, run);
+    let settings = settings(spec, run)?;
     Ok(match spec.kind {
         DeviceKind::AirportExpress => {
             AirportExpress::builder()
@@ -293,6 +300,18 @@ mod tests {
             assert_eq!(device.ready().kind, *name);
             assert_ne!(device.port(), 0);
         }
+    }
+
+    #[tokio::test]
+    async fn a_negative_idle_timeout_is_an_error() {
+        let (ctx, _stop) = run();
+        let spec: DeviceSpec =
+            serde_yaml::from_str("{kind: itunes, name: lib, idle_timeout: -1}").unwrap();
+        let e = format!("{:#}", start(&spec, &ctx).await.err().expect("refused"));
+        assert!(
+            e.starts_with("device lib: idle_timeout -1 is not a number of seconds"),
+            "{e}"
+        );
     }
 
     #[tokio::test]
