@@ -9,13 +9,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use airtwin_simulators::event::Recorder;
-use airtwin_simulators::fault::FaultPlan;
+use airtwin_simulators::device::Settings;
 use airtwin_simulators::raop::challenge::{self, encode_b64};
 use airtwin_simulators::raop::{keys, RaopConfig, RaopService};
 use airtwin_simulators::service::Service;
-use airtwin_simulators::shell::{self, ShellConfig};
-use airtwin_simulators::wire::Limits;
 use anyhow::{bail, Result};
 use rand::{Rng, SeedableRng};
 use tokio::sync::watch;
@@ -67,21 +64,17 @@ pub(crate) async fn serve_on_loopback<S: Service>(
     name: &str,
     service_name: &str,
 ) -> Result<(SocketAddr, watch::Sender<bool>)> {
-    let listener = shell::bind("127.0.0.1:0".parse()?).await?;
-    let addr = listener.local_addr()?;
     let (tx, rx) = watch::channel(false);
-    let cfg = ShellConfig {
-        device: name.into(),
-        // The bench measures the device, not transcript growth: events go to a recorder that is
-        // dropped with the device.
-        recorder: Recorder::shared(),
-        plan: Arc::new(FaultPlan::empty()),
-        limits: Limits::default(),
+    // The bench measures the device, not transcript growth: events go to a recorder of its own
+    // (no `recorder` given), dropped with the device.
+    let shell = Settings {
         idle_timeout: Duration::from_secs(30),
-        shutdown: rx,
-    };
-    shell::spawn(listener, service, cfg, service_name);
-    Ok((addr, tx))
+        shutdown: Some(rx),
+        ..Settings::new(name)
+    }
+    .shell();
+    let (port, _accept) = shell.serve(service, service_name, 0).await?;
+    Ok((SocketAddr::new(shell.address, port), tx))
 }
 
 async fn start_device() -> Result<(SocketAddr, watch::Sender<bool>)> {

@@ -22,10 +22,9 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use airtwin_simulators::dacp::state::{TimelineStep, Track};
+use airtwin_simulators::device::{AudioError, STATE_KEYS};
 use airtwin_simulators::event::Recorder;
 use airtwin_simulators::fault::{Fault, FaultPlan};
-use airtwin_simulators::raop::RaopState;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -52,8 +51,6 @@ pub struct ServeState {
     pub discovery: Discovery,
     /// The scenario's faults, for reset.
     pub scenario_faults: Vec<Fault>,
-    /// Per device, the RAOP state at start, for reset.
-    initial_raop: BTreeMap<String, RaopState>,
     /// Per device, the name announced at start, for reset.
     initial_names: BTreeMap<String, String>,
     /// Notified by `POST /shutdown`.
@@ -70,14 +67,6 @@ impl ServeState {
         discovery: Discovery,
         scenario_faults: Vec<Fault>,
     ) -> Self {
-        let initial_raop = devices
-            .iter()
-            .filter_map(|d| {
-                let r = d.parts.raop.as_ref()?;
-                let st = r.state.lock().unwrap_or_else(|e| e.into_inner()).clone();
-                Some((d.name.clone(), st))
-            })
-            .collect();
         let initial_names = devices
             .iter()
             .filter_map(|d| Some((d.name.clone(), discovery.announced_name(&d.name)?)))
@@ -89,7 +78,6 @@ impl ServeState {
             recorder,
             discovery,
             scenario_faults,
-            initial_raop,
             stop: Arc::new(Notify::new()),
             edits: Mutex::new(()),
         }
@@ -369,63 +357,19 @@ fn set_state(state: &ServeState, name: &str, body: &Value) -> Answer {
         ));
     };
     const SUPPORTED: &str = "volume (RAOP receivers, dB), name (the announced name), and for DACP devices now_playing, play_state, position, next";
-    const KEYS: [&str; 6] = [
-        "volume",
-        "name",
-        "now_playing",
-        "play_state",
-        "position",
-        "next",
-    ];
     for key in fields.keys() {
-        if !KEYS.contains(&key.as_str()) {
+        if key != "name" && !STATE_KEYS.contains(&key.as_str()) {
             return Err(ApiError::bad(format!(
                 "unknown state key {key:?}; supported: {SUPPORTED}"
             )));
         }
     }
     let _guard = state.edits.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(v) = fields.get("volume") {
-        let Some(raop) = &device.parts.raop else {
-            return Err(ApiError::bad(format!(
-                "device {name} has no RAOP receiver, so no volume"
-            )));
-        };
-        // RAOP volume: -144 is mute, else -30 (quietest) to 0 (loudest) (SET_PARAMETER
-        // `volume:`, as senders write it).
-        let vol = v
-            .as_f64()
-            .filter(|x| *x == -144.0 || (-30.0..=0.0).contains(x))
-            .ok_or_else(|| ApiError::bad(format!("volume {v} must be -144 (mute) or -30..0")))?;
-        raop.state.lock().unwrap_or_else(|e| e.into_inner()).volume = Some(vol);
-    }
-    let dacp_keys = ["now_playing", "play_state", "position", "next"];
-    if dacp_keys.iter().any(|k| fields.contains_key(*k)) {
-        let Some(dacp) = &device.parts.dacp else {
-            return Err(ApiError::bad(format!(
-                "device {name} has no DACP library, so no now-playing state"
-            )));
-        };
-        let track = match fields.get("now_playing") {
-            None => None,
-            Some(v) => Some(
-                serde_json::from_value::<Track>(v.clone())
-                    .map_err(|e| ApiError::bad(format!("now_playing: {e}")))?,
-            ),
-        };
-        // The other keys are exactly a timeline step's fields: reuse its parser and checks.
-        let mut step = serde_json::Map::new();
-        step.insert("at".into(), Value::from(0.0));
-        for k in ["play_state", "position", "next"] {
-            if let Some(v) = fields.get(k) {
-                let key = if k == "play_state" { "state" } else { k };
-                step.insert(key.into(), v.clone());
-            }
-        }
-        let step: TimelineStep = serde_json::from_value(Value::Object(step))
-            .map_err(|e| ApiError::bad(format!("now-playing change: {e}")))?;
-        dacp.change_now_playing(track, Some(&step), std::time::SystemTime::now());
-    }
+    let mut changes = fields.clone();
+    changes.remove("name");
+    device
+        .set_state(&changes)
+        .map_err(|e| ApiError::bad(e.to_string()))?;
     if let Some(v) = fields.get("name") {
         let new = v
             .as_str()
@@ -441,40 +385,15 @@ fn set_state(state: &ServeState, name: &str, body: &Value) -> Answer {
 
 fn audio(state: &ServeState, name: &str) -> Answer {
     let device = state.device(name)?;
-    let Some(raop) = &device.parts.raop else {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            format!("device {name} receives no audio"),
-        ));
-    };
-    let st = raop.state.lock().unwrap_or_else(|e| e.into_inner());
-    let Some(last) = st.sessions.last() else {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            format!("device {name} has received no audio yet"),
-        ));
-    };
-    let format = last.receiver.format().clone();
-    let pcm = st.captured_pcm();
-    drop(st);
-    let spec = hound::WavSpec {
-        channels: format.channels,
-        sample_rate: format.sample_rate,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut cursor = std::io::Cursor::new(Vec::new());
-    let mut write = || -> Result<(), hound::Error> {
-        let mut w = hound::WavWriter::new(&mut cursor, spec)?;
-        for s in &pcm {
-            w.write_sample(*s)?;
+    let wav = device.wav().map_err(|e| match e {
+        AudioError::NoReceiver(_) | AudioError::Nothing(_) => {
+            ApiError::new(StatusCode::NOT_FOUND, e.to_string())
         }
-        w.finalize()
-    };
-    write().map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        AudioError::Wav(_) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    })?;
     Response::builder()
         .header("Content-Type", "audio/wav")
-        .body(Full::new(Bytes::from(cursor.into_inner())))
+        .body(Full::new(Bytes::from(wav)))
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
 }
 
@@ -502,10 +421,7 @@ fn reset(state: &ServeState) -> Answer {
         restored.push(state.plan.add(f.clone()));
     }
     for d in &state.devices {
-        if let (Some(r), Some(initial)) = (&d.parts.raop, state.initial_raop.get(&d.name)) {
-            let mut st = r.state.lock().unwrap_or_else(|e| e.into_inner());
-            st.volume = initial.volume;
-        }
+        d.reset_state();
         let initial = state.initial_names.get(&d.name).unwrap_or(&d.name);
         if state.discovery.announced_name(&d.name).as_ref() != Some(initial) {
             state

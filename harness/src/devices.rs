@@ -1,149 +1,29 @@
-//! Starting the devices of a scenario, and what the rest of the harness can ask of them.
+//! Starting the devices of a scenario: each entry's settings translated into its kind's builder
+//! (`airtwin_simulators::device`), which is where a kind's parts, identity defaults, ready-file
+//! entry, DNS-SD records and state live.
 
-use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use airtwin_simulators::airplay::{AirplayConfig, AirplayService};
+use airtwin_simulators::airplay::AirplayConfig;
 use airtwin_simulators::dacp::pairing::parse_guid;
-use airtwin_simulators::dacp::{DacpConfig, DacpService};
+use airtwin_simulators::dacp::DacpConfig;
+use airtwin_simulators::device::{AirportExpress, AppleTv, Itunes, Settings};
 use airtwin_simulators::event::Recorder;
 use airtwin_simulators::fault::{Action, FaultPlan};
-use airtwin_simulators::raop::{keys, RaopConfig, RaopService};
-use airtwin_simulators::service::Service;
-use airtwin_simulators::shell::{self, ShellConfig};
-use airtwin_simulators::wire::Limits;
+use airtwin_simulators::raop::{keys, RaopConfig};
 use anyhow::{Context as _, Result};
-use serde::Serialize;
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
+
+pub use airtwin_simulators::device::{parse_mac, Device, Parts, ReadyDevice, LOOPBACK};
 
 use crate::scenario::{DeviceKind, DeviceSpec};
-
-/// The address every device listens on.
-pub const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
 /// The address a device listens on: its scenario `address`, else [`LOOPBACK`].
 pub fn address_of(spec: &DeviceSpec) -> IpAddr {
     spec.address.map_or(LOOPBACK, IpAddr::V4)
-}
-
-/// A running device.
-pub struct Device {
-    pub name: String,
-    pub kind: DeviceKind,
-    pub address: IpAddr,
-    /// Service name → port (`raop` for an AirPort Express).
-    pub ports: BTreeMap<String, u16>,
-    pub parts: Parts,
-    tasks: Vec<JoinHandle<()>>,
-}
-
-/// The protocol cores a device is made of, for expectations, captures and the ready file. A
-/// device kind combines the parts it needs (an Apple TV also receives RAOP audio).
-#[derive(Clone, Default)]
-pub struct Parts {
-    /// RAOP receiver: `Apple-Challenge`, audio sessions and their captures.
-    pub raop: Option<Arc<RaopService>>,
-    /// AirPlay side of an Apple TV: `/info`, fp-setup, the video API (its RAOP core is `raop`).
-    pub airplay: Option<Arc<AirplayService>>,
-    /// DACP library (iTunes, the remote-control side of an Apple TV): sessions, now playing.
-    pub dacp: Option<Arc<DacpService>>,
-}
-
-/// What the ready file says of one device.
-#[derive(Debug, Clone, Serialize)]
-pub struct ReadyDevice {
-    pub name: String,
-    pub kind: String,
-    pub address: String,
-    pub ports: BTreeMap<String, u16>,
-    /// Identity facts a client needs (e.g. `mac`, `public_key`).
-    pub identity: BTreeMap<String, String>,
-}
-
-impl Device {
-    /// The main port (first service).
-    pub fn port(&self) -> u16 {
-        self.ports.values().next().copied().unwrap_or(0)
-    }
-
-    pub fn ready(&self) -> ReadyDevice {
-        let mut identity = BTreeMap::new();
-        if let Some(s) = &self.parts.raop {
-            identity.insert("mac".into(), s.config.mac_string());
-            identity.insert("model".into(), s.config.model.clone());
-            identity.insert(
-                "public_key".into(),
-                keys::public_pem(&s.config.key.to_public_key()),
-            );
-        }
-        if let Some(a) = &self.parts.airplay {
-            let info = &a.config.info;
-            identity.insert("device_id".into(), info.device_id.clone());
-            identity.insert("model".into(), info.model.clone());
-            identity.insert(
-                "features".into(),
-                airtwin_simulators::airplay::info::features_text(info.features),
-            );
-            identity.insert("pi".into(), info.pi.clone());
-            identity.insert(
-                "pk".into(),
-                airtwin_simulators::airplay::info::hex(&info.pk),
-            );
-        }
-        ReadyDevice {
-            name: self.name.clone(),
-            kind: self.kind.as_str().to_string(),
-            address: self.address.to_string(),
-            ports: self.ports.clone(),
-            identity,
-        }
-    }
-
-    /// The device's state as one JSON object (every part's keys together), for `state`
-    /// expectations and the control API.
-    pub fn state_json(&self) -> serde_json::Value {
-        let mut all = serde_json::Map::new();
-        let mut merge = |v: serde_json::Value| {
-            if let serde_json::Value::Object(m) = v {
-                all.extend(m);
-            }
-        };
-        if let Some(s) = &self.parts.raop {
-            let st = s.state.lock().unwrap_or_else(|e| e.into_inner());
-            merge(serde_json::to_value(&*st).unwrap_or_default());
-        }
-        if let Some(a) = &self.parts.airplay {
-            merge(a.state_json(std::time::SystemTime::now()));
-        }
-        if let Some(d) = &self.parts.dacp {
-            let v = d.state_json(std::time::SystemTime::now());
-            merge(serde_json::json!({ "dacp": v }));
-        }
-        serde_json::Value::Object(all)
-    }
-
-    pub fn abort(&self) {
-        for t in &self.tasks {
-            t.abort();
-        }
-    }
-}
-
-/// `00:11:24:00:44:91` or `001124004491` → bytes.
-pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
-    let hex: String = s.chars().filter(|c| *c != ':' && *c != '-').collect();
-    if hex.len() != 12 {
-        return None;
-    }
-    let mut out = [0u8; 6];
-    for (i, b) in out.iter_mut().enumerate() {
-        *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
-    }
-    Some(out)
 }
 
 /// Everything a device needs from the run it belongs to.
@@ -164,13 +44,59 @@ fn resolve_key(source: &str, base: &Path) -> String {
     }
 }
 
+/// The settings every device of the run shares, with this entry's name, address, port and idle
+/// timeout.
+fn settings(spec: &DeviceSpec, run: &RunContext) -> Result<Settings> {
+    let idle = spec.idle_timeout.unwrap_or(60.0);
+    let idle_timeout = Duration::try_from_secs_f64(idle).with_context(|| {
+        format!(
+            "device {}: idle_timeout {idle} is not a number of seconds",
+            spec.name
+        )
+    })?;
+    Ok(Settings {
+        seed: run.seed,
+        address: address_of(spec),
+        port: spec.port,
+        idle_timeout,
+        recorder: Some(run.recorder.clone()),
+        plan: Some(run.plan.clone()),
+        shutdown: Some(run.shutdown.clone()),
+        ..Settings::new(&spec.name)
+    })
+}
+
 /// Starts one device and waits until it listens.
 pub async fn start(spec: &DeviceSpec, run: &RunContext) -> Result<Device> {
-    match spec.kind {
-        DeviceKind::AirportExpress => start_airport_express(spec, run).await,
-        DeviceKind::AppleTv => start_apple_tv(spec, run).await,
-        DeviceKind::Itunes => start_itunes(spec, run).await,
-    }
+    let settings = settings(spec, run)?;
+    Ok(match spec.kind {
+        DeviceKind::AirportExpress => {
+            AirportExpress::builder()
+                .settings(settings)
+                .raop(airport_express_config(spec, run)?)
+                .spawn()
+                .await?
+        }
+        DeviceKind::AppleTv => {
+            let airplay = apple_tv_config(spec, run)?;
+            let raop = apple_tv_raop_config(&airplay, spec, run)?;
+            AppleTv::builder()
+                .settings(settings)
+                .raop(raop)
+                .airplay(airplay)
+                .dacp(dacp_config(spec, run)?)
+                .dacp_port(spec.dacp.as_ref().map_or(0, |d| d.port))
+                .spawn()
+                .await?
+        }
+        DeviceKind::Itunes => {
+            Itunes::builder()
+                .settings(settings)
+                .dacp(dacp_config(spec, run)?)
+                .spawn()
+                .await?
+        }
+    })
 }
 
 /// Keys that `sign_with` faults name, loaded when the device starts so the core never reads files.
@@ -187,41 +113,21 @@ fn sign_with_keys(run: &RunContext) -> Result<Vec<(String, Arc<keys::DeviceKey>)
     Ok(out)
 }
 
-/// Listens on 127.0.0.1:`port` and serves `service` there; returns the port and the task.
-async fn listen<S: Service>(
-    spec: &DeviceSpec,
-    run: &RunContext,
-    port: u16,
-    service: Arc<S>,
-    service_name: &str,
-) -> Result<(u16, JoinHandle<()>)> {
-    let listener = shell::bind(SocketAddr::new(address_of(spec), port))
-        .await
-        .with_context(|| {
-            format!(
-                "device {}: cannot listen on {}:{port}",
-                spec.name,
-                address_of(spec)
-            )
-        })?;
-    let bound = listener.local_addr()?.port();
-    let cfg = ShellConfig {
-        device: spec.name.as_str().into(),
-        recorder: run.recorder.clone(),
-        plan: run.plan.clone(),
-        limits: Limits::default(),
-        idle_timeout: Duration::from_secs_f64(spec.idle_timeout.unwrap_or(60.0)),
-        shutdown: run.shutdown.clone(),
+/// The `identity.key` of an entry, loaded.
+fn identity_key(spec: &DeviceSpec, run: &RunContext) -> Result<Option<Arc<keys::DeviceKey>>> {
+    let Some(key) = &spec.identity.key else {
+        return Ok(None);
     };
-    Ok((bound, shell::spawn(listener, service, cfg, service_name)))
+    let source = resolve_key(key, &run.base_dir);
+    let key = keys::load_private_key(&source)
+        .with_context(|| format!("device {}: identity.key", spec.name))?;
+    Ok(Some(Arc::new(key)))
 }
 
-/// An Apple TV: one port, `airplay` (7000 on a real device; `port` of the scenario), carrying
-/// `/info`, fp-setup, the video API and RAOP audio. Other services of the device get ports of
-/// their own, added to `ports`, `parts` and `tasks` here.
-async fn start_apple_tv(spec: &DeviceSpec, run: &RunContext) -> Result<Device> {
+/// The AirPlay side of an `apple-tv` entry: the kind's defaults, then its `identity`.
+fn apple_tv_config(spec: &DeviceSpec, run: &RunContext) -> Result<AirplayConfig> {
     let id = &spec.identity;
-    let mut config = AirplayConfig::apple_tv(&spec.name, run.seed);
+    let mut config = AppleTv::config(&spec.name, run.seed);
     let info = &mut config.info;
     if let Some(mac) = &id.mac {
         let bytes = parse_mac(mac).with_context(|| format!("bad MAC {mac:?}"))?;
@@ -265,54 +171,56 @@ async fn start_apple_tv(spec: &DeviceSpec, run: &RunContext) -> Result<Device> {
     if let Some(d) = id.video_duration {
         config.video_duration = d;
     }
-    let mut raop = config.raop_config(run.seed);
-    if let Some(key) = &id.key {
-        let source = resolve_key(key, &run.base_dir);
-        raop.key = Arc::new(
-            keys::load_private_key(&source)
-                .with_context(|| format!("device {}: identity.key", spec.name))?,
-        );
+    Ok(config)
+}
+
+/// The RAOP core of an `apple-tv` entry: derived from its AirPlay side, then key, session and
+/// `sign_with` keys.
+fn apple_tv_raop_config(
+    airplay: &AirplayConfig,
+    spec: &DeviceSpec,
+    run: &RunContext,
+) -> Result<RaopConfig> {
+    let mut raop = airplay.raop_config(run.seed);
+    if let Some(key) = identity_key(spec, run)? {
+        raop.key = key;
     }
-    raop.session_id = id.session_id.clone();
+    raop.session_id = spec.identity.session_id.clone();
     if let Some(n) = spec.max_sessions {
         raop.max_sessions = n;
     }
     raop.extra_keys = sign_with_keys(run)?;
-    let airplay = Arc::new(AirplayService::new(config, raop));
-    let mut ports = BTreeMap::new();
-    let mut tasks = Vec::new();
-    let (port, task) = listen(spec, run, spec.port, airplay.clone(), "airplay").await?;
-    ports.insert("airplay".to_string(), port);
-    tasks.push(task);
-    let dacp_port = spec.dacp.as_ref().map_or(0, |d| d.port);
-    let (port, task, dacp) = start_dacp(spec, run, dacp_port).await?;
-    ports.insert("dacp".to_string(), port);
-    tasks.push(task);
-    Ok(Device {
-        name: spec.name.clone(),
-        kind: spec.kind,
-        address: address_of(spec),
-        ports,
-        parts: Parts {
-            raop: Some(airplay.raop.clone()),
-            airplay: Some(airplay),
-            dacp: Some(dacp),
-        },
-        tasks,
-    })
+    Ok(raop)
 }
 
-/// The DACP configuration of a device from its scenario entry.
+/// The RAOP receiver of an `airport-express` entry: the kind's defaults, then its `identity`.
+fn airport_express_config(spec: &DeviceSpec, run: &RunContext) -> Result<RaopConfig> {
+    let mut config = AirportExpress::config(&spec.name, run.seed);
+    let id = &spec.identity;
+    if let Some(mac) = &id.mac {
+        config.hw_addr = parse_mac(mac).with_context(|| format!("bad MAC {mac:?}"))?;
+    }
+    if let Some(key) = identity_key(spec, run)? {
+        config.key = key;
+    }
+    if let Some(m) = &id.model {
+        config.model = m.clone();
+    }
+    if let Some(v) = &id.source_version {
+        config.source_version = v.clone();
+    }
+    config.session_id = id.session_id.clone();
+    if let Some(n) = spec.max_sessions {
+        config.max_sessions = n;
+    }
+    config.extra_keys = sign_with_keys(run)?;
+    Ok(config)
+}
+
+/// The DACP library of an entry (an `itunes`, the remote-control side of an `apple-tv`): the
+/// kind's defaults, then its `dacp` settings.
 pub fn dacp_config(spec: &DeviceSpec, run: &RunContext) -> Result<DacpConfig> {
-    let mut config = DacpConfig::itunes(&spec.name, std::time::SystemTime::now());
-    config.seed = run.seed;
-    // The library id, like the session ids, comes from the seed.
-    // Mixed with the device name, so two libraries of one run differ: the id is also the
-    // `_touch-able._tcp` instance name, which must be unique (RFC 6763 §4.1).
-    let name_hash = spec.name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    });
-    config.library_id = (run.seed ^ name_hash).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut config = Itunes::library(&spec.name, run.seed, SystemTime::now());
     let Some(d) = &spec.dacp else {
         return Ok(config);
     };
@@ -364,70 +272,62 @@ pub fn dacp_config(spec: &DeviceSpec, run: &RunContext) -> Result<DacpConfig> {
     Ok(config)
 }
 
-/// Starts a device's DACP server on 127.0.0.1:`port`: the whole of an `itunes`, the remote-control
-/// port of an `apple-tv`.
-pub async fn start_dacp(
-    spec: &DeviceSpec,
-    run: &RunContext,
-    port: u16,
-) -> Result<(u16, JoinHandle<()>, Arc<DacpService>)> {
-    let service = Arc::new(DacpService::new(dacp_config(spec, run)?));
-    let (port, task) = listen(spec, run, port, service.clone(), "dacp").await?;
-    Ok((port, task, service))
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// iTunes: a DACP library on the device's port (3689 on a real one), service `dacp`.
-async fn start_itunes(spec: &DeviceSpec, run: &RunContext) -> Result<Device> {
-    let (port, task, dacp) = start_dacp(spec, run, spec.port).await?;
-    Ok(Device {
-        name: spec.name.clone(),
-        kind: spec.kind,
-        address: address_of(spec),
-        ports: BTreeMap::from([("dacp".to_string(), port)]),
-        parts: Parts {
-            dacp: Some(dacp),
-            ..Default::default()
-        },
-        tasks: vec![task],
-    })
-}
-
-async fn start_airport_express(spec: &DeviceSpec, run: &RunContext) -> Result<Device> {
-    let mut config = RaopConfig::airport_express(&spec.name);
-    config.seed = run.seed;
-    let id = &spec.identity;
-    if let Some(mac) = &id.mac {
-        config.hw_addr = parse_mac(mac).with_context(|| format!("bad MAC {mac:?}"))?;
+    fn run() -> (RunContext, watch::Sender<bool>) {
+        let (tx, rx) = watch::channel(false);
+        let ctx = RunContext {
+            recorder: Recorder::shared(),
+            plan: Arc::new(FaultPlan::empty()),
+            seed: 7,
+            shutdown: rx,
+            base_dir: ".".into(),
+        };
+        (ctx, tx)
     }
-    if let Some(key) = &id.key {
-        let source = resolve_key(key, &run.base_dir);
-        config.key = Arc::new(
-            keys::load_private_key(&source)
-                .with_context(|| format!("device {}: identity.key", spec.name))?,
+
+    #[tokio::test]
+    async fn every_scenario_kind_starts_as_the_device_kind_of_the_same_name() {
+        let (ctx, _stop) = run();
+        for name in DeviceKind::NAMES {
+            let kind = DeviceKind::parse(name).expect("listed kind parses");
+            let spec: DeviceSpec =
+                serde_yaml::from_str(&format!("{{kind: {name}, name: d-{name}}}")).unwrap();
+            let device = start(&spec, &ctx).await.unwrap();
+            assert_eq!(device.kind.as_str(), kind.as_str());
+            assert_eq!(device.ready().kind, *name);
+            assert_ne!(device.port(), 0);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_negative_idle_timeout_is_an_error() {
+        let (ctx, _stop) = run();
+        let spec: DeviceSpec =
+            serde_yaml::from_str("{kind: itunes, name: lib, idle_timeout: -1}").unwrap();
+        let e = format!("{:#}", start(&spec, &ctx).await.err().expect("refused"));
+        assert!(
+            e.starts_with("device lib: idle_timeout -1 is not a number of seconds"),
+            "{e}"
         );
     }
-    if let Some(m) = &id.model {
-        config.model = m.clone();
+
+    #[tokio::test]
+    async fn a_taken_port_is_an_error_naming_the_device_and_address() {
+        let (ctx, _stop) = run();
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = taken.local_addr().unwrap().port();
+        let spec: DeviceSpec =
+            serde_yaml::from_str(&format!("{{kind: itunes, name: lib, port: {port}}}")).unwrap();
+        let e = format!(
+            "{:#}",
+            start(&spec, &ctx).await.err().expect("port is taken")
+        );
+        assert!(
+            e.starts_with(&format!("device lib: cannot listen on 127.0.0.1:{port}: ")),
+            "{e}"
+        );
     }
-    if let Some(v) = &id.source_version {
-        config.source_version = v.clone();
-    }
-    config.session_id = id.session_id.clone();
-    if let Some(n) = spec.max_sessions {
-        config.max_sessions = n;
-    }
-    config.extra_keys = sign_with_keys(run)?;
-    let service = Arc::new(RaopService::new(config));
-    let (port, task) = listen(spec, run, spec.port, service.clone(), "raop").await?;
-    Ok(Device {
-        name: spec.name.clone(),
-        kind: spec.kind,
-        address: address_of(spec),
-        ports: BTreeMap::from([("raop".to_string(), port)]),
-        parts: Parts {
-            raop: Some(service),
-            ..Parts::default()
-        },
-        tasks: vec![task],
-    })
 }

@@ -1,17 +1,17 @@
 //! How a run's devices are found: nothing (the default), unicast DNS-SD on 127.0.0.1, or mDNS
-//! on the loopback interface or on named interfaces. The records come from each device's parts
-//! (`services()` beside every protocol core); the I/O is `airtwin_simulators::shell::{dns_sd,
-//! mdns}`.
+//! on the loopback interface or on named interfaces. The records come from each device
+//! (`Device::records`, by its kind, from `services()` beside every protocol core); the I/O is
+//! `airtwin_simulators::shell::{dns_sd, mdns}`.
 //!
 //! The house rule: nothing multicasts outside a private network namespace unless the user asked
 //! for it by naming the mode. `none` opens no socket at all; `unicast` one UDP socket on
 //! 127.0.0.1; only `loopback` and `interfaces` start the mDNS daemon.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex, RwLock};
 
-use airtwin_simulators::discovery::{host_label, HostRecords, ServiceRecord, SharedRecords};
+use airtwin_simulators::discovery::{host_label, HostRecords, SharedRecords};
 use airtwin_simulators::shell::{dns_sd, mdns};
 use anyhow::{bail, Context as _, Result};
 use schemars::JsonSchema;
@@ -20,7 +20,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::devices::Device;
-use crate::scenario::{DeviceKind, DeviceSpec};
+use crate::scenario::DeviceSpec;
 
 /// Discovery mode of a run.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -78,51 +78,6 @@ impl DiscoveryMode {
     }
 }
 
-/// The DNS-SD records of one device under the name it is announced with. `extra_txt` are the
-/// scenario's `identity.txt` entries, set on its `_raop._tcp` record.
-pub fn device_records(
-    device: &Device,
-    name: &str,
-    extra_txt: &BTreeMap<String, String>,
-) -> Result<HostRecords> {
-    let IpAddr::V4(address) = device.address else {
-        bail!("device {}: DNS-SD needs an IPv4 address", device.name);
-    };
-    let mut services: Vec<ServiceRecord> = Vec::new();
-    let parts = &device.parts;
-    match (&parts.airplay, &parts.raop) {
-        (Some(a), _) => {
-            let port = device.ports.get("airplay").copied().unwrap_or(0);
-            services.extend(a.config.services(name, port));
-        }
-        (None, Some(r)) => {
-            let port = device.ports.get("raop").copied().unwrap_or(0);
-            services.extend(r.config.services(name, port));
-        }
-        (None, None) => {}
-    }
-    if let Some(d) = &parts.dacp {
-        let port = device.ports.get("dacp").copied().unwrap_or(0);
-        let (ty, daap) = match device.kind {
-            DeviceKind::Itunes => ("iTunes", true),
-            _ => ("AppleTV", false),
-        };
-        services.extend(d.config.services(name, port, ty, daap));
-    }
-    // Extension point: a new part (a Spotify Connect receiver, …) adds its records here from a
-    // `services()` beside its core.
-    for s in services.iter_mut().filter(|s| s.service == "_raop._tcp") {
-        for (k, v) in extra_txt {
-            s.set(k, v.clone());
-        }
-    }
-    Ok(HostRecords {
-        host: host_label(name),
-        address,
-        services,
-    })
-}
-
 /// The name a device is announced under and its scenario TXT entries.
 type Announced = (String, BTreeMap<String, String>);
 
@@ -176,7 +131,7 @@ impl Discovery {
                 let name = spec
                     .and_then(|s| s.identity.name.clone())
                     .unwrap_or_else(|| dev.name.clone());
-                hosts.push(device_records(dev, &name, &txt)?);
+                hosts.push(dev.records(&name, &txt)?);
                 names.insert(dev.name.clone(), (name, txt));
             }
         }
@@ -226,7 +181,7 @@ impl Discovery {
             // Discovery is off: nothing is announced, nothing to change.
             return Ok(());
         };
-        let new = device_records(device, name, &txt)?;
+        let new = device.records(name, &txt)?;
         let old_host = host_label(&old);
         {
             let mut records = self.records.write().unwrap_or_else(|e| e.into_inner());

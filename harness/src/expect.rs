@@ -525,10 +525,7 @@ pub fn evaluate(loaded: &Loaded, devices: &[Device], result: &ScenarioResult) ->
                     .map(|d| d.state_json())
                     .unwrap_or_default();
                 values.iter().find_map(|(k, want)| {
-                    let got = state
-                        .pointer(&format!("/{}", k.replace('.', "/")))
-                        .cloned()
-                        .unwrap_or_default();
+                    let got = airtwin_simulators::device::state_key(&state, k);
                     (!json_equal(want, &got)).then(|| Failure {
                         what: format!("expect[{i}] state of {device}"),
                         expected: format!("{k} = {want}"),

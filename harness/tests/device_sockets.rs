@@ -1,5 +1,5 @@
 //! The simulated AirPort Express over real sockets: every test starts its own device in-process
-//! (`shell::spawn` + `RaopService`, as `bench::start_device` does) on 127.0.0.1 port 0, talks to it
+//! (`Settings::shell` + `RaopService`, as `bench::start_device` does) on 127.0.0.1 port 0, talks to it
 //! with plain tokio TCP/UDP sockets, and checks both what came back on the wire and what the
 //! device's `Recorder` holds. Random input is drawn from seeded ChaCha generators, so a failure
 //! replays with the same bytes.
@@ -14,12 +14,12 @@ use std::time::{Duration, Instant};
 use airtwin::audio_match::{compare, read_wav};
 use airtwin::clients::raop::{self as reference, Options};
 use airtwin::scenario::ChallengeOn;
+use airtwin_simulators::device::Settings;
 use airtwin_simulators::event::{Event, EventKind, Recorder};
 use airtwin_simulators::fault::{Action, Fault, FaultPlan, Match};
 use airtwin_simulators::raop::audio::encode_l16;
 use airtwin_simulators::raop::sender::RtpSender;
 use airtwin_simulators::raop::{RaopConfig, RaopService};
-use airtwin_simulators::shell::{self, ShellConfig};
 use airtwin_simulators::wire::transport::Transport;
 use airtwin_simulators::wire::{self, Limits, Response};
 use rand::{Rng, SeedableRng};
@@ -65,23 +65,22 @@ async fn start_device(
     config.seed = 7;
     tweak(&mut config);
     let service = Arc::new(RaopService::new(config));
-    let listener = shell::bind("127.0.0.1:0".parse().unwrap())
-        .await
-        .expect("bind 127.0.0.1:0");
-    let addr = listener.local_addr().unwrap();
     let recorder = Recorder::shared();
     let (shutdown, rx) = watch::channel(false);
-    let cfg = ShellConfig {
-        device: name.into(),
-        recorder: recorder.clone(),
-        plan: Arc::new(plan),
-        limits: Limits::default(),
+    let shell = Settings {
         idle_timeout,
-        shutdown: rx,
-    };
-    shell::spawn(listener, service.clone(), cfg, "raop");
+        recorder: Some(recorder.clone()),
+        plan: Some(Arc::new(plan)),
+        shutdown: Some(rx),
+        ..Settings::new(name)
+    }
+    .shell();
+    let (port, _accept) = shell
+        .serve(service.clone(), "raop", 0)
+        .await
+        .expect("bind 127.0.0.1:0");
     Device {
-        addr,
+        addr: SocketAddr::new(shell.address, port),
         service,
         recorder,
         shutdown,

@@ -1,0 +1,227 @@
+//! Apple TV: one port, `airplay` (7000 on a real device), carrying `/info`, fp-setup, the video
+//! API and RAOP audio (docs/protocols/airplay.md), plus a DACP server on a port of its own,
+//! `dacp`, for remote controls (docs/protocols/dacp.md). Identity defaults:
+//! [`AirplayConfig::apple_tv`]; the RAOP core takes MAC, model and source version from it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use super::airport_express::raop_identity;
+use super::{Builder, Device, Itunes, Kind, Parts, SpawnError};
+use crate::airplay::{info, AirplayConfig, AirplayService};
+use crate::dacp::{DacpConfig, DacpService};
+use crate::discovery::ServiceRecord;
+use crate::raop::RaopConfig;
+
+/// The Apple TV kind; [`AppleTv::builder`] starts one.
+pub struct AppleTv;
+
+/// What an Apple TV is made of beyond the common settings.
+#[derive(Default)]
+pub struct AppleTvConfig {
+    /// The AirPlay side; [`AppleTv::config`] with the device's name and seed when absent.
+    pub airplay: Option<AirplayConfig>,
+    /// The RAOP core; [`AirplayConfig::raop_config`] of the AirPlay side when absent.
+    pub raop: Option<RaopConfig>,
+    /// The remote-control library; [`Itunes::library`] with the device's name and seed when
+    /// absent.
+    pub dacp: Option<DacpConfig>,
+    /// Port of the DACP server (0: a free one).
+    pub dacp_port: u16,
+}
+
+impl AppleTv {
+    /// A builder of an Apple TV named `apple-tv`.
+    pub fn builder() -> Builder<AppleTvConfig> {
+        Builder::new("apple-tv")
+    }
+
+    /// The identity defaults of an Apple TV named `name`.
+    pub fn config(name: &str, seed: u64) -> AirplayConfig {
+        AirplayConfig::apple_tv(name, seed)
+    }
+}
+
+impl Builder<AppleTvConfig> {
+    /// The AirPlay side's configuration (`/info` identity, video).
+    pub fn airplay(mut self, config: AirplayConfig) -> Self {
+        self.config.airplay = Some(config);
+        self
+    }
+
+    /// The RAOP core's configuration (key, sessions).
+    pub fn raop(mut self, config: RaopConfig) -> Self {
+        self.config.raop = Some(config);
+        self
+    }
+
+    /// The remote-control library's configuration.
+    pub fn dacp(mut self, config: DacpConfig) -> Self {
+        self.config.dacp = Some(config);
+        self
+    }
+
+    /// Port of the DACP server (default 0: a free one).
+    pub fn dacp_port(mut self, port: u16) -> Self {
+        self.config.dacp_port = port;
+        self
+    }
+
+    /// Starts the device and waits until both its ports listen.
+    pub async fn spawn(self) -> Result<Device, SpawnError> {
+        let s = &self.settings;
+        let c = self.config;
+        let airplay = c
+            .airplay
+            .unwrap_or_else(|| AppleTv::config(&s.name, s.seed));
+        let raop = c.raop.unwrap_or_else(|| airplay.raop_config(s.seed));
+        let dacp = c
+            .dacp
+            .unwrap_or_else(|| Itunes::library(&s.name, s.seed, SystemTime::now()));
+        let shell = s.shell();
+        let airplay = Arc::new(AirplayService::new(airplay, raop));
+        let mut ports = BTreeMap::new();
+        let mut tasks = Vec::new();
+        let (port, task) = shell.serve(airplay.clone(), "airplay", s.port).await?;
+        ports.insert("airplay".to_string(), port);
+        tasks.push(task);
+        let dacp = Arc::new(DacpService::new(dacp));
+        let (port, task) = shell.serve(dacp.clone(), "dacp", c.dacp_port).await?;
+        ports.insert("dacp".to_string(), port);
+        tasks.push(task);
+        let parts = Parts {
+            raop: Some(airplay.raop.clone()),
+            airplay: Some(airplay),
+            dacp: Some(dacp),
+        };
+        Ok(shell.device(&AppleTv, ports, parts, tasks))
+    }
+}
+
+impl Kind for AppleTv {
+    fn as_str(&self) -> &'static str {
+        "apple-tv"
+    }
+
+    /// The RAOP core's facts, then the AirPlay side's (its `model` wins).
+    fn identity(&self, parts: &Parts) -> BTreeMap<String, String> {
+        let mut identity = BTreeMap::new();
+        if let Some(s) = &parts.raop {
+            raop_identity(s, &mut identity);
+        }
+        if let Some(a) = &parts.airplay {
+            let i = &a.config.info;
+            identity.insert("device_id".into(), i.device_id.clone());
+            identity.insert("model".into(), i.model.clone());
+            identity.insert("features".into(), info::features_text(i.features));
+            identity.insert("pi".into(), i.pi.clone());
+            identity.insert("pk".into(), info::hex(&i.pk));
+        }
+        identity
+    }
+
+    /// `_airplay._tcp` and `_raop._tcp` on the AirPlay port, `_touch-able._tcp`
+    /// (`DvTy=AppleTV`, no `_daap._tcp`) on the DACP port (docs/protocols/dns-sd.md).
+    fn services(
+        &self,
+        parts: &Parts,
+        ports: &BTreeMap<String, u16>,
+        name: &str,
+    ) -> Vec<ServiceRecord> {
+        let mut services = Vec::new();
+        if let Some(a) = &parts.airplay {
+            let port = ports.get("airplay").copied().unwrap_or(0);
+            services.extend(a.config.services(name, port));
+        }
+        if let Some(d) = &parts.dacp {
+            let port = ports.get("dacp").copied().unwrap_or(0);
+            services.extend(d.config.services(name, port, "AppleTV", false));
+        }
+        services
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device::tests::offline;
+
+    fn device() -> Device {
+        let config = AppleTv::config("Living Room", 7);
+        let raop = config.raop_config(7);
+        let airplay = Arc::new(AirplayService::new(config, raop));
+        let dacp = Arc::new(DacpService::new(Itunes::library(
+            "Living Room",
+            7,
+            SystemTime::UNIX_EPOCH,
+        )));
+        let parts = Parts {
+            raop: Some(airplay.raop.clone()),
+            airplay: Some(airplay),
+            dacp: Some(dacp),
+        };
+        offline(
+            &AppleTv,
+            "Living Room",
+            parts,
+            &[("airplay", 7000), ("dacp", 3689)],
+        )
+    }
+
+    #[test]
+    fn ready_entry_has_the_airplay_identity_over_the_raop_one() {
+        let r = device().ready();
+        assert_eq!(r.kind, "apple-tv");
+        let keys: Vec<&str> = r.identity.keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            [
+                "device_id",
+                "features",
+                "mac",
+                "model",
+                "pi",
+                "pk",
+                "public_key"
+            ]
+        );
+        assert_eq!(r.identity["model"], "AppleTV3,2");
+        assert_eq!(r.identity["mac"], "AA:BB:CC:DD:EE:FF");
+        assert_eq!(r.identity["device_id"], "AA:BB:CC:DD:EE:FF");
+        assert_eq!(r.identity["pk"].len(), 64);
+    }
+
+    #[test]
+    fn publishes_airplay_and_raop_on_its_port_and_touchable_as_apple_tv() {
+        let r = device().records("Living Room", &BTreeMap::new()).unwrap();
+        let found: Vec<(&str, u16)> = r
+            .services
+            .iter()
+            .map(|s| (s.service.as_str(), s.port))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                ("_airplay._tcp", 7000),
+                ("_raop._tcp", 7000),
+                ("_touch-able._tcp", 3689)
+            ]
+        );
+        assert_eq!(r.services[2].get("DvTy"), Some("AppleTV"));
+    }
+
+    #[test]
+    fn state_has_raop_airplay_and_dacp_keys() {
+        let s = device().state_json();
+        for key in [
+            "volume",
+            "active_sessions",
+            "video",
+            "info_requests",
+            "dacp",
+        ] {
+            assert!(s.get(key).is_some(), "{key} missing from {s}");
+        }
+    }
+}
