@@ -28,8 +28,8 @@ use tokio::sync::watch;
 
 use super::rtsp::RtspClient;
 use super::ClientOutcome;
-use crate::audio_match;
 use crate::devices::{parse_mac, Device};
+use crate::expect::audio_match;
 use crate::scenario::{ChallengeOn, Loaded, RaopClientSpec};
 
 /// Everything one run of the sender needs.
