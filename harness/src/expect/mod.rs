@@ -1,6 +1,8 @@
 //! Checking a scenario's expectations against what the devices recorded and the clients did.
 
 pub mod audio_match;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{BTreeMap, HashSet};
 
