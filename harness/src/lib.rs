@@ -1,7 +1,6 @@
 //! airtwin's harness: the scenario model and engine, expectations, reports, and the CLI behind
 //! the `airtwin` binary. The devices themselves live in `airtwin-simulators`.
 
-pub mod audio_match;
 pub mod auth;
 pub mod bench;
 pub mod bench_scale;

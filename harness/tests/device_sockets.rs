@@ -11,8 +11,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use airtwin::audio_match::{compare, read_wav};
 use airtwin::clients::raop::{self as reference, Options};
+use airtwin::expect::audio_match::{compare, read_wav};
 use airtwin::scenario::ChallengeOn;
 use airtwin_simulators::device::Settings;
 use airtwin_simulators::event::{Event, EventKind, Recorder};

@@ -26,8 +26,8 @@ use rsa::RsaPublicKey;
 use tokio::net::UdpSocket;
 
 use super::rtsp::RtspClient;
-use crate::audio_match;
 use crate::devices::{parse_mac, Device};
+use crate::expect::audio_match;
 use crate::scenario::{ChallengeOn, Loaded, RaopClientSpec};
 
 /// Everything one run of the sender needs.

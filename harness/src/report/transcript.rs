@@ -11,9 +11,9 @@ use std::path::Path;
 use airtwin_simulators::event::{Event, EventKind};
 use airtwin_simulators::wire::dmap;
 
-use crate::audio_match;
 use crate::devices::Device;
 use crate::engine::ScenarioResult;
+use crate::expect::audio_match;
 use crate::scenario::Loaded;
 
 /// Writes every report file of one scenario into `dir`.

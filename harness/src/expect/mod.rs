@@ -1,11 +1,14 @@
 //! Checking a scenario's expectations against what the devices recorded and the clients did.
 
+pub mod audio_match;
+#[cfg(test)]
+mod tests;
+
 use std::collections::{BTreeMap, HashSet};
 
 use airtwin_simulators::event::{Event, EventKind};
 use regex::Regex;
 
-use crate::audio_match;
 use crate::devices::Device;
 use crate::engine::{Failure, ScenarioResult};
 use crate::scenario::{
