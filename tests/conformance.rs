@@ -62,18 +62,7 @@ fn validate_points_at_line_column_and_field_path() {
     let (_, stderr) = text(&run(&["validate", "tests/fixtures/bad-fault.yaml"]));
     assert!(stderr.contains("bad-fault.yaml:8:"), "{stderr}");
     assert!(stderr.contains("faults[0].action"), "{stderr}");
-    for action in [
-        "delay",
-        "respond",
-        "drop",
-        "reset",
-        "stall",
-        "omit_header",
-        "set_header",
-        "corrupt",
-        "sign_with",
-        "lose_packets",
-    ] {
+    for action in airtwin_simulators::fault::Action::NAMES {
         assert!(
             stderr.contains(&format!("`{action}`")),
             "{action} not listed: {stderr}"

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use airtwin_simulators::dacp::state::{TimelineStep, Track};
 use airtwin_simulators::event::Recorder;
-use airtwin_simulators::fault::{Fault, FaultPlan};
+use airtwin_simulators::fault::{Action, Fault, FaultPlan, Scope};
 use airtwin_simulators::raop::RaopState;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -327,27 +327,26 @@ async fn route(state: &ServeState, req: Request<Incoming>) -> Answer {
     }
 }
 
-/// Faults added at run time must be ones the devices can apply now: a `sign_with` key is loaded
-/// when a device starts, so only keys the scenario already named work.
+/// The checks of the scenario loader ([`Fault::validate`]), against the running devices. Faults
+/// added at run time must be ones the devices can apply now: a `sign_with` key is loaded when a
+/// device starts, so only keys the scenario already named work.
 fn check_fault(state: &ServeState, fault: &Fault) -> Result<(), ApiError> {
-    if let airtwin_simulators::fault::Action::SignWith(key) = &fault.action {
-        let known = state.scenario_faults.iter().any(
-            |f| matches!(&f.action, airtwin_simulators::fault::Action::SignWith(k) if k == key),
-        );
-        if !known {
-            return Err(ApiError::bad(format!(
-                "sign_with {key:?}: keys are loaded when the devices start; name it in a \
-                 scenario fault to use it at run time"
-            )));
-        }
-    }
-    if !(0.0..=1.0).contains(&fault.probability) {
-        return Err(ApiError::bad("probability must be between 0 and 1"));
-    }
-    if let Some(d) = &fault.when.device {
-        state.device(d)?;
-    }
-    Ok(())
+    let devices: Vec<&str> = state.devices.iter().map(|d| d.name.as_str()).collect();
+    let keys: Vec<&str> = state
+        .scenario_faults
+        .iter()
+        .filter_map(|f| match &f.action {
+            Action::SignWith(key) => Some(key.as_str()),
+            _ => None,
+        })
+        .collect();
+    let scope = Scope {
+        devices: Some(&devices),
+        keys: Some(&keys),
+    };
+    fault
+        .validate(&scope)
+        .map_err(|e| ApiError::bad(e.to_string()))
 }
 
 /// `volume` (RAOP, dB: -144 mute or -30..0) and `name` (the announced name).

@@ -6,6 +6,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::CorruptTarget;
+use crate::wire::dmap::{self, Item, Value};
 use crate::wire::plist::plist_from_json;
 use crate::wire::{Request, Response};
 
@@ -24,6 +25,10 @@ pub enum Edit {
     /// Set and remove keys of a binary-plist body.
     Plist {
         set: BTreeMap<String, serde_json::Value>,
+        remove: Vec<String>,
+    },
+    /// Remove items with these tags from a DMAP body.
+    Dmap {
         remove: Vec<String>,
     },
 }
@@ -70,6 +75,7 @@ pub fn apply_edits(response: &mut Response, edits: &[Edit]) {
             }
             Edit::Truncate(n) => response.body.truncate(*n),
             Edit::Plist { set, remove } => edit_plist(&mut response.body, set, remove),
+            Edit::Dmap { remove } => edit_dmap(&mut response.body, remove),
         }
     }
 }
@@ -94,6 +100,34 @@ fn edit_plist(body: &mut Vec<u8>, set: &BTreeMap<String, serde_json::Value>, rem
         .is_ok()
     {
         *body = out;
+    }
+}
+
+/// Removes every item whose tag is in `remove`, at any depth, from a DMAP body; the containers'
+/// lengths follow (DMAP is tag, 4-byte big-endian length, value: docs/protocols/dacp.md). A body
+/// that is no DMAP, or has none of the tags, stays as it is.
+fn edit_dmap(body: &mut Vec<u8>, remove: &[String]) {
+    fn strip(items: Vec<Item>, remove: &[String], removed: &mut bool) -> Vec<Item> {
+        let mut kept = Vec::with_capacity(items.len());
+        for mut item in items {
+            if remove.iter().any(|t| t.as_bytes() == item.tag) {
+                *removed = true;
+                continue;
+            }
+            if let Value::Container(children) = item.value {
+                item.value = Value::Container(strip(children, remove, removed));
+            }
+            kept.push(item);
+        }
+        kept
+    }
+    let Ok(items) = dmap::decode(body) else {
+        return;
+    };
+    let mut removed = false;
+    let items = strip(items, remove, &mut removed);
+    if removed {
+        *body = dmap::encode(&items);
     }
 }
 

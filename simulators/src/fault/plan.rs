@@ -8,7 +8,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
-use super::{describe, Action, Edit, Fault, Match};
+use super::{Action, Edit, Fault, Match, Reach};
 use crate::wire::{Protocol, Response};
 
 /// The request-side facts a fault matches on.
@@ -195,9 +195,7 @@ impl FaultPlan {
         let mut slots = self.lock();
         for (i, slot) in slots.iter_mut().enumerate() {
             let fault = &slot.fault;
-            if !slot.active
-                || matches!(fault.action, Action::LosePackets(_))
-                || !matches(&fault.when, ex)
+            if !slot.active || fault.action.reach() == Reach::RaopAudio || !matches(&fault.when, ex)
             {
                 continue;
             }
@@ -211,7 +209,7 @@ impl FaultPlan {
                 continue;
             }
             c.applied += 1;
-            let label = describe(&fault.action);
+            let label = fault.action.describe();
             match &fault.action {
                 Action::Delay(ms) => verdict.delay += Duration::from_millis(*ms),
                 Action::Respond {
@@ -245,6 +243,9 @@ impl FaultPlan {
                 Action::Truncate(n) => verdict.edits.push(Edit::Truncate(*n)),
                 Action::EditPlist { set, remove } => verdict.edits.push(Edit::Plist {
                     set: set.clone(),
+                    remove: remove.clone(),
+                }),
+                Action::EditDmap { remove } => verdict.edits.push(Edit::Dmap {
                     remove: remove.clone(),
                 }),
                 Action::FpReplyMode(mode) => verdict.params.fp_reply_mode = Some(*mode),
@@ -307,7 +308,6 @@ fn matches(m: &Match, ex: &Exchange<'_>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fault::Action;
 
     fn ex<'a>(method: &'a str, request: u64) -> Exchange<'a> {
         Exchange {
