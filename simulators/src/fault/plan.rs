@@ -308,6 +308,7 @@ fn matches(m: &Match, ex: &Exchange<'_>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fault::CorruptTarget;
 
     fn ex<'a>(method: &'a str, request: u64) -> Exchange<'a> {
         Exchange {
@@ -405,5 +406,193 @@ mod tests {
         assert_eq!(plan.on_request(&e).preempt, Some(Preempt::Stall));
         e.path = "/login";
         assert_eq!(plan.on_request(&e).preempt, None);
+    }
+
+    // One test per action: the verdict the plan gives on a request, and what it does to the
+    // core's response.
+
+    /// The verdict of a plan holding only `action`, on the first GET of the first connection.
+    fn verdict(seed: u64, action: Action) -> Verdict {
+        FaultPlan::new(seed, vec![fault(action)]).on_request(&ex("GET", 0))
+    }
+
+    /// What the core answered, before any edit.
+    fn core_response() -> Response {
+        let mut r = Response::new(Protocol::Http11, 200)
+            .with_body("application/octet-stream", b"0123456789abcdef".to_vec());
+        r.headers.set("Apple-Response", "abcdef");
+        r.headers.set("Server", "AirTunes/105.1");
+        r
+    }
+
+    fn edited(v: &Verdict) -> Response {
+        let mut r = core_response();
+        crate::fault::apply_edits(&mut r, &v.edits);
+        r
+    }
+
+    fn labels(v: &Verdict) -> Vec<&str> {
+        v.applied.iter().map(|a| a.action.as_str()).collect()
+    }
+
+    #[test]
+    fn delay_waits_before_the_core() {
+        let v = verdict(0, Action::Delay(500));
+        assert_eq!(v.delay, Duration::from_millis(500));
+        assert_eq!((&v.preempt, v.edits.is_empty()), (&None, true));
+        assert_eq!(labels(&v), ["delay 500ms"]);
+    }
+
+    #[test]
+    fn respond_answers_in_the_cores_place_with_the_cseq_echoed() {
+        let v = verdict(
+            0,
+            Action::Respond {
+                status: 453,
+                headers: [("Retry-After".to_string(), "1".to_string())].into(),
+                body: "busy".into(),
+            },
+        );
+        let Some(Preempt::Respond(r)) = v.preempt else {
+            panic!("{v:?}")
+        };
+        let mut req = crate::wire::Request::new("ANNOUNCE", "rtsp://x/1", Protocol::Rtsp10);
+        req.headers.set("CSeq", "7");
+        let r = crate::fault::preempt_response(r, &req);
+        assert_eq!(r.status, 453);
+        assert_eq!(r.headers.get("CSeq"), Some("7"));
+        assert_eq!(r.headers.get("Retry-After"), Some("1"));
+        assert_eq!(r.body, b"busy");
+    }
+
+    #[test]
+    fn drop_reset_and_stall_preempt_the_core() {
+        for (action, want) in [
+            (Action::Drop, Preempt::Drop),
+            (Action::Reset, Preempt::Reset),
+            (Action::Stall, Preempt::Stall),
+        ] {
+            let v = verdict(0, action);
+            assert_eq!(v.preempt, Some(want));
+            assert!(v.edits.is_empty());
+        }
+    }
+
+    #[test]
+    fn omit_header_removes_it_from_the_response() {
+        let r = edited(&verdict(0, Action::OmitHeader("apple-response".into())));
+        assert_eq!(r.headers.get("Apple-Response"), None);
+        assert_eq!(r.headers.get("Server"), Some("AirTunes/105.1"));
+    }
+
+    #[test]
+    fn set_header_sets_it_on_the_response() {
+        let r = edited(&verdict(
+            0,
+            Action::SetHeader {
+                name: "Server".into(),
+                value: "Other/1.0".into(),
+            },
+        ));
+        assert_eq!(r.headers.get("Server"), Some("Other/1.0"));
+    }
+
+    #[test]
+    fn corrupt_flips_seeded_bytes_of_the_body() {
+        let action = Action::Corrupt {
+            target: CorruptTarget::Body,
+            bytes: 3,
+        };
+        let a = edited(&verdict(11, action.clone()));
+        let again = edited(&verdict(11, action.clone()));
+        let other = edited(&verdict(12, action));
+        assert_ne!(a.body, core_response().body);
+        assert_eq!(a.body.len(), core_response().body.len());
+        assert_eq!(a.body, again.body, "same seed, same bytes");
+        assert_ne!(a.body, other.body, "another seed, other bytes");
+    }
+
+    #[test]
+    fn sign_with_reaches_the_core_as_a_parameter() {
+        let v = verdict(0, Action::SignWith("other.pem".into()));
+        assert_eq!(v.params.sign_with.as_deref(), Some("other.pem"));
+        assert_eq!((&v.preempt, edited(&v)), (&None, core_response()));
+    }
+
+    #[test]
+    fn lose_packets_never_acts_on_requests() {
+        let plan = FaultPlan::new(0, vec![fault(Action::LosePackets(1.0))]);
+        assert_eq!(plan.on_request(&ex("GET", 0)), Verdict::default());
+        assert_eq!(plan.lose_datagram("apx"), Some(0));
+        assert_eq!(plan.status()[0].matched, 0);
+    }
+
+    #[test]
+    fn truncate_cuts_the_body_and_content_length_follows() {
+        let r = edited(&verdict(0, Action::Truncate(4)));
+        assert_eq!(r.body, b"0123");
+        let wire = String::from_utf8(r.encode()).unwrap();
+        assert!(wire.contains("Content-Length: 4\r\n"), "{wire}");
+    }
+
+    #[test]
+    fn edit_plist_sets_and_removes_keys_of_a_plist_body() {
+        let mut dict = plist::Dictionary::new();
+        dict.insert("keep".into(), 1.into());
+        dict.insert("gone".into(), 2.into());
+        let mut body = Vec::new();
+        plist::Value::Dictionary(dict)
+            .to_writer_binary(&mut body)
+            .unwrap();
+        let v = verdict(
+            0,
+            Action::EditPlist {
+                set: [("features".to_string(), serde_json::json!(7))].into(),
+                remove: vec!["gone".into()],
+            },
+        );
+        let mut r = core_response();
+        r.body = body;
+        crate::fault::apply_edits(&mut r, &v.edits);
+        let out = plist::Value::from_reader(std::io::Cursor::new(&r.body)).unwrap();
+        let out = out.as_dictionary().unwrap();
+        assert_eq!(out.get("keep"), Some(&plist::Value::from(1)));
+        assert_eq!(out.get("features"), Some(&plist::Value::from(7)));
+        assert!(out.get("gone").is_none());
+        // Not a plist: left alone.
+        assert_eq!(edited(&v).body, core_response().body);
+    }
+
+    #[test]
+    fn edit_dmap_removes_tags_at_any_depth() {
+        use crate::wire::dmap::{self, Item};
+        let v = verdict(
+            0,
+            Action::EditDmap {
+                remove: vec!["cmpg".into()],
+            },
+        );
+        let mut r = core_response();
+        r.body = dmap::encode(&[Item::container(
+            b"cmpa",
+            vec![Item::int(b"cmpg", 1u64), Item::str(b"cmnm", "remote")],
+        )]);
+        crate::fault::apply_edits(&mut r, &v.edits);
+        let items = dmap::decode(&r.body).unwrap();
+        assert_eq!(
+            items,
+            [Item::container(b"cmpa", vec![Item::str(b"cmnm", "remote")])]
+        );
+        // Not DMAP: left alone.
+        assert_eq!(edited(&v).body, core_response().body);
+    }
+
+    #[test]
+    fn fairplay_actions_reach_the_core_as_parameters() {
+        let v = verdict(0, Action::FpReplyMode(3));
+        assert_eq!(v.params.fp_reply_mode, Some(3));
+        let v = verdict(0, Action::FpEchoOffset(0));
+        assert_eq!(v.params.fp_echo_offset, Some(0));
+        assert!(v.preempt.is_none() && v.edits.is_empty());
     }
 }
