@@ -102,6 +102,20 @@ fn schema_and_list_describe_the_format_and_the_scenarios() {
 }
 
 #[test]
+fn scenario_faults_reach_the_remote_a_pair_client_starts() {
+    let dir = scratch("remote-scenario-fault");
+    let out = run(&[
+        "run",
+        "tests/fixtures/remote-scenario-fault.yaml",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("PASS  remote-scenario-fault"), "{stdout}");
+}
+
+#[test]
 fn client_timeout_kills_the_process_group() {
     let out = run(&["run", "tests/fixtures/slow-client.yaml"]);
     let (stdout, stderr) = text(&out);

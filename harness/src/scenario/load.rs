@@ -279,7 +279,14 @@ fn check(s: &Scenario) -> Result<(), (String, String)> {
             }
         }
     }
-    let fault_devices: Vec<&str> = devices.iter().copied().collect();
+    // A fault may also name a `pair` client: it reaches the remote that client starts.
+    let mut fault_devices: Vec<&str> = devices.iter().copied().collect();
+    fault_devices.extend(
+        s.clients
+            .iter()
+            .filter(|c| matches!(c.run, ClientKind::Pair(_)))
+            .map(|c| c.name.as_str()),
+    );
     let scope = Scope {
         devices: Some(&fault_devices),
         // The scenario's faults name the keys: each is loaded when the devices start.
