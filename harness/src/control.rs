@@ -7,7 +7,7 @@
 //! | `POST /devices/NAME/state` | changes state live: `{"volume": -12.5, "name": "Den"}`; DACP devices also `now_playing` (a track: title, artist, album, genre, duration), `play_state` (playing, paused, stopped), `position` (s), `next` (true) |
 //! | `GET /devices/NAME/audio` | the audio it received, as a WAV file |
 //! | `GET /faults` | the fault plan: index, fault, active, matched, applied |
-//! | `POST /faults` | adds a fault (the scenario's `faults:` entry as JSON); answers its index |
+//! | `POST /faults` | adds a fault (the scenario's `faults:` entry as JSON, checked as the scenario loader checks it); answers its index |
 //! | `DELETE /faults/N` | removes fault N |
 //! | `GET /events?since=N&wait=S` | the exchange log from event N on; waits up to S seconds (long poll) for one |
 //! | `POST /reset` | scenario faults back, runtime faults gone, names and volumes back |

@@ -60,9 +60,10 @@ pub enum CorruptTarget {
     Header(String),
 }
 
-/// What a fault does. Each variant is the one definition of an action: its name (`snake_case`,
-/// for serde and strum alike) and JSON Schema come from the derives, and [`Action::define`] gives
-/// what it reaches, its transcript text and its checks, one arm per action.
+/// What a fault does.
+// Each variant is the one definition of an action: its name (`snake_case`, for serde and strum
+// alike) and JSON Schema come from the derives, and `Action::define` gives what it reaches, its
+// transcript text and its checks, one arm per action. (A doc comment here would reach the schema.)
 #[derive(
     Debug,
     Clone,
