@@ -62,18 +62,7 @@ fn validate_points_at_line_column_and_field_path() {
     let (_, stderr) = text(&run(&["validate", "tests/fixtures/bad-fault.yaml"]));
     assert!(stderr.contains("bad-fault.yaml:8:"), "{stderr}");
     assert!(stderr.contains("faults[0].action"), "{stderr}");
-    for action in [
-        "delay",
-        "respond",
-        "drop",
-        "reset",
-        "stall",
-        "omit_header",
-        "set_header",
-        "corrupt",
-        "sign_with",
-        "lose_packets",
-    ] {
+    for action in airtwin_simulators::fault::Action::NAMES {
         assert!(
             stderr.contains(&format!("`{action}`")),
             "{action} not listed: {stderr}"
@@ -110,6 +99,20 @@ fn schema_and_list_describe_the_format_and_the_scenarios() {
     ] {
         assert!(stdout.contains(name), "{name} not listed:\n{stdout}");
     }
+}
+
+#[test]
+fn scenario_faults_reach_the_remote_a_pair_client_starts() {
+    let dir = scratch("remote-scenario-fault");
+    let out = run(&[
+        "run",
+        "tests/fixtures/remote-scenario-fault.yaml",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("PASS  remote-scenario-fault"), "{stdout}");
 }
 
 #[test]

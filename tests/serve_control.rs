@@ -616,6 +616,42 @@ fn serve_survives_malformed_input_vanishing_clients_and_2000_connections() {
 }
 
 #[test]
+fn post_faults_refuses_what_the_scenario_loader_refuses() {
+    let serve = Serve::start("serve-fault-checks", &["--device", "airport-express=den"]);
+    for (fault, reason) in [
+        (
+            json!({"action": {"lose_packets": 5}}),
+            "action.lose_packets: must be between 0 and 1",
+        ),
+        (
+            json!({"action": "drop", "probability": 2}),
+            "probability: must be between 0 and 1",
+        ),
+        (
+            json!({"when": {"device": "attic"}, "action": "drop"}),
+            "when.device: no device named \"attic\" (devices: den)",
+        ),
+        (
+            json!({"action": {"sign_with": "other.pem"}}),
+            "action.sign_with: \"other.pem\": keys are loaded when the devices start",
+        ),
+    ] {
+        let (status, v) = serve.call("POST", "/faults", Some(&fault));
+        assert_eq!(status, 400, "{fault}: {v}");
+        let error = v["error"].as_str().unwrap_or_default();
+        assert!(error.starts_with(reason), "{fault}: {error}");
+    }
+    let (_, faults) = serve.call("GET", "/faults", None);
+    assert_eq!(faults, json!([]), "nothing refused was added");
+    let (status, v) = serve.call(
+        "POST",
+        "/faults",
+        Some(&json!({"action": {"lose_packets": 0.5}})),
+    );
+    assert_eq!(status, 201, "{v}");
+}
+
+#[test]
 fn now_playing_changes_live_through_the_control_api() {
     let serve = Serve::start("serve-now-playing", &["--device", "itunes=lib"]);
     let (status, before) = serve.call("GET", "/devices/lib", None);

@@ -7,7 +7,7 @@
 //! | `POST /devices/NAME/state` | changes state live: `{"volume": -12.5, "name": "Den"}`; DACP devices also `now_playing` (a track: title, artist, album, genre, duration), `play_state` (playing, paused, stopped), `position` (s), `next` (true) |
 //! | `GET /devices/NAME/audio` | the audio it received, as a WAV file |
 //! | `GET /faults` | the fault plan: index, fault, active, matched, applied |
-//! | `POST /faults` | adds a fault (the scenario's `faults:` entry as JSON); answers its index |
+//! | `POST /faults` | adds a fault (the scenario's `faults:` entry as JSON, checked as the scenario loader checks it); answers its index |
 //! | `DELETE /faults/N` | removes fault N |
 //! | `GET /events?since=N&wait=S` | the exchange log from event N on; waits up to S seconds (long poll) for one |
 //! | `POST /reset` | scenario faults back, runtime faults gone, names and volumes back |
@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use airtwin_simulators::device::{AudioError, STATE_KEYS};
 use airtwin_simulators::event::Recorder;
-use airtwin_simulators::fault::{Fault, FaultPlan};
+use airtwin_simulators::fault::{Action, Fault, FaultPlan, Scope};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -325,27 +325,26 @@ async fn route(state: &ServeState, req: Request<Incoming>) -> Answer {
     }
 }
 
-/// Faults added at run time must be ones the devices can apply now: a `sign_with` key is loaded
-/// when a device starts, so only keys the scenario already named work.
+/// The checks of the scenario loader ([`Fault::validate`]), against the running devices. Faults
+/// added at run time must be ones the devices can apply now: a `sign_with` key is loaded when a
+/// device starts, so only keys the scenario already named work.
 fn check_fault(state: &ServeState, fault: &Fault) -> Result<(), ApiError> {
-    if let airtwin_simulators::fault::Action::SignWith(key) = &fault.action {
-        let known = state.scenario_faults.iter().any(
-            |f| matches!(&f.action, airtwin_simulators::fault::Action::SignWith(k) if k == key),
-        );
-        if !known {
-            return Err(ApiError::bad(format!(
-                "sign_with {key:?}: keys are loaded when the devices start; name it in a \
-                 scenario fault to use it at run time"
-            )));
-        }
-    }
-    if !(0.0..=1.0).contains(&fault.probability) {
-        return Err(ApiError::bad("probability must be between 0 and 1"));
-    }
-    if let Some(d) = &fault.when.device {
-        state.device(d)?;
-    }
-    Ok(())
+    let devices: Vec<&str> = state.devices.iter().map(|d| d.name.as_str()).collect();
+    let keys: Vec<&str> = state
+        .scenario_faults
+        .iter()
+        .filter_map(|f| match &f.action {
+            Action::SignWith(key) => Some(key.as_str()),
+            _ => None,
+        })
+        .collect();
+    let scope = Scope {
+        devices: Some(&devices),
+        keys: Some(&keys),
+    };
+    fault
+        .validate(&scope)
+        .map_err(|e| ApiError::bad(e.to_string()))
 }
 
 /// `volume` (RAOP, dB: -144 mute or -30..0) and `name` (the announced name).

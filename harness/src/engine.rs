@@ -361,6 +361,12 @@ async fn run_client(
                     return ClientOutcome::failed_to_start(e, Duration::ZERO)
                 }
             };
+            let mut env = env;
+            if let Some(faults) =
+                clients::pair::remote_faults_env(&client.name, &loaded.scenario.faults, seed)
+            {
+                env.insert(clients::pair::REMOTE_FAULTS_ENV.into(), faults);
+            }
             clients::pair::run(spec, dacp, argv, &env, &loaded.dir(), timeout, cancel).await
         }
     }

@@ -98,7 +98,8 @@ pub enum ClientCommand {
         /// cmty of the answer.
         #[arg(long, default_value = "iPhone")]
         device_type: String,
-        /// ok, 500, malformed or no-cmpg.
+        /// ok, 500, malformed or no-cmpg: faults of the remote's seam (respond 500, truncate,
+        /// edit_dmap remove cmpg), like the scenario's faults for the client, which it also applies.
         #[arg(long, default_value = "ok")]
         answer: String,
         /// Milliseconds before answering.
@@ -219,17 +220,24 @@ pub(super) async fn run(command: ClientCommand) -> Result<ExitCode> {
         } => {
             let guid = airtwin_simulators::dacp::pairing::parse_guid(&guid)
                 .with_context(|| format!("--guid {guid:?} is not 16 hex digits"))?;
-            let config = airtwin_simulators::dacp::pairing::RemoteConfig {
+            let config = airtwin_simulators::dacp::remote::RemoteConfig {
                 guid,
                 pin,
                 name,
                 device_type,
-                answer: clients::pair::parse_answer(&answer)?,
-                delay: Duration::from_millis(delay_ms),
                 expect_service_name: servicename,
             };
+            let mut faults =
+                clients::pair::parse_answer(&answer)?.faults(Duration::from_millis(delay_ms));
+            let mut seed = 0;
+            if let Some(given) = clients::pair::remote_faults_from_env()? {
+                seed = given.seed;
+                faults.extend(given.faults);
+            }
             let accepted = clients::pair::remote(clients::pair::RemoteOptions {
                 config,
+                faults,
+                seed,
                 port,
                 timeout: Duration::from_secs_f64(timeout),
             })

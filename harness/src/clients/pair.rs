@@ -4,7 +4,8 @@
 //! either listening already (`address`) or a program to start (`command`: pyatv's `pair`,
 //! `airtwin client remote-pair`) whose port is read from its output.
 //!
-//! Also `airtwin client remote-pair`: a fake remote that serves `/pair`.
+//! Also `airtwin client remote-pair`: a fake remote that serves `/pair`, with its `--answer` and
+//! `--delay-ms` and the scenario's faults for the client applied at its fault seam.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -14,16 +15,16 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use airtwin_simulators::dacp::pairing::{
-    self, CodeFormat, PairCall, RemoteAnswer, RemoteConfig, RemoteService,
-};
+use airtwin_simulators::dacp::pairing::{self, CodeFormat, PairCall};
+use airtwin_simulators::dacp::remote::{RemoteAnswer, RemoteConfig, RemoteService};
 use airtwin_simulators::dacp::DacpService;
-use airtwin_simulators::event::Recorder;
-use airtwin_simulators::fault::FaultPlan;
+use airtwin_simulators::event::{Event, EventKind, Recorder};
+use airtwin_simulators::fault::{Fault, FaultPlan, Scope};
 use airtwin_simulators::shell::{self, ShellConfig};
 use airtwin_simulators::wire::{self, Limits};
 use anyhow::{bail, Context as _, Result};
 use regex::Regex;
+use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
@@ -323,62 +324,145 @@ async fn discover(
     Ok(addr)
 }
 
+/// The environment variable through which a `pair` client hands the remote it starts the
+/// scenario's faults whose `when.device` is the client's name, as JSON `{"seed": N, "faults":
+/// [...]}`: `airtwin client remote-pair` applies them at its fault seam; other remotes ignore it.
+pub const REMOTE_FAULTS_ENV: &str = "AIRTWIN_REMOTE_FAULTS";
+
+/// The value of [`REMOTE_FAULTS_ENV`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RemoteFaults {
+    pub seed: u64,
+    pub faults: Vec<Fault>,
+}
+
+/// The scenario's faults for the remote that client `client` starts, as the value of
+/// [`REMOTE_FAULTS_ENV`]; `None` when no fault names the client.
+pub fn remote_faults_env(client: &str, faults: &[Fault], seed: u64) -> Option<String> {
+    let faults: Vec<Fault> = faults
+        .iter()
+        .filter(|f| f.when.device.as_deref() == Some(client))
+        .map(|f| {
+            let mut f = f.clone();
+            // The remote is the only device of its seam.
+            f.when.device = None;
+            f
+        })
+        .collect();
+    if faults.is_empty() {
+        return None;
+    }
+    serde_json::to_string(&RemoteFaults { seed, faults }).ok()
+}
+
+/// The faults [`REMOTE_FAULTS_ENV`] hands this remote, if any.
+pub fn remote_faults_from_env() -> Result<Option<RemoteFaults>> {
+    let Ok(text) = std::env::var(REMOTE_FAULTS_ENV) else {
+        return Ok(None);
+    };
+    let given: RemoteFaults = serde_json::from_str(&text).with_context(|| {
+        format!("{REMOTE_FAULTS_ENV} is not {{\"seed\": N, \"faults\": [...]}}")
+    })?;
+    for (i, f) in given.faults.iter().enumerate() {
+        f.validate(&Scope::default())
+            .with_context(|| format!("{REMOTE_FAULTS_ENV}: faults[{i}]"))?;
+    }
+    Ok(Some(given))
+}
+
 /// Options of `airtwin client remote-pair`.
 pub struct RemoteOptions {
     pub config: RemoteConfig,
+    /// The faults of the remote's seam: its `--answer` and `--delay-ms`, then the scenario's.
+    pub faults: Vec<Fault>,
+    pub seed: u64,
     pub port: u16,
     pub timeout: Duration,
 }
 
 /// `airtwin client remote-pair`: serves `/pair` on 127.0.0.1 until one request is answered or the
-/// timeout passes. Exit status 0 when a pairing was accepted.
+/// timeout passes. Exit status 0 when a pairing was answered 200.
 pub async fn remote(opts: RemoteOptions) -> Result<bool> {
     let service = Arc::new(RemoteService::new(opts.config.clone()));
     let listener = shell::bind(SocketAddr::from(([127, 0, 0, 1], opts.port))).await?;
     let port = listener.local_addr()?.port();
     let (stop_tx, stop_rx) = watch::channel(false);
+    let recorder = Recorder::shared();
     let cfg = ShellConfig {
         device: "remote".into(),
-        recorder: Recorder::shared(),
-        plan: Arc::new(FaultPlan::empty()),
+        recorder: recorder.clone(),
+        plan: Arc::new(FaultPlan::new(opts.seed, opts.faults)),
         limits: Limits::default(),
         idle_timeout: Duration::from_secs(30),
         shutdown: stop_rx,
     };
-    let mut changes = service.changes.subscribe();
-    shell::spawn(listener, service.clone(), cfg, "pair");
+    shell::spawn(listener, service, cfg, "pair");
     println!(
         "remote-pair: Pair={} pairing web server at port {port}",
         opts.config.pair()
     );
     use std::io::Write as _;
     let _ = std::io::stdout().flush();
-    let got = tokio::time::timeout(opts.timeout, changes.changed()).await;
-    // The answer is written right after the outcome is recorded.
+    let deadline = Instant::now() + opts.timeout;
+    let answered = loop {
+        let answered = pair_requests(&recorder.snapshot());
+        if !answered.is_empty() || Instant::now() >= deadline {
+            break answered;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    // The answer is written right after it is recorded.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let _ = stop_tx.send(true);
-    if got.is_err() {
+    if answered.is_empty() {
         println!("remote-pair: no pairing request within {:?}", opts.timeout);
         return Ok(false);
     }
-    let outcomes = service
-        .outcomes
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone();
-    let accepted = outcomes.iter().any(|o| o.accepted);
-    for o in &outcomes {
-        println!(
-            "remote-pair: request from servicename {} {}",
-            o.service_name,
-            if o.accepted {
-                "accepted"
-            } else {
-                "refused (500)"
-            }
-        );
+    for (service_name, status) in &answered {
+        let how = match status {
+            Some(200) => "accepted".to_string(),
+            Some(status) => format!("refused ({status})"),
+            None => "closed without an answer".to_string(),
+        };
+        println!("remote-pair: request from servicename {service_name} {how}");
     }
-    Ok(accepted)
+    Ok(answered.iter().any(|(_, status)| *status == Some(200)))
+}
+
+/// Every finished `/pair` request among `events` (one with `pairingcode` and `servicename`): its
+/// `servicename` and the status it was answered with, `None` when its connection closed first.
+fn pair_requests(events: &[Event]) -> Vec<(String, Option<u16>)> {
+    let mut out = Vec::new();
+    for (i, e) in events.iter().enumerate() {
+        let EventKind::Request {
+            index, method, uri, ..
+        } = &e.kind
+        else {
+            continue;
+        };
+        let req = wire::Request::new(method, uri, wire::Protocol::Http11);
+        let (true, Some(_), Some(service_name)) = (
+            req.path() == "/pair",
+            req.query_param("pairingcode"),
+            req.query_param("servicename"),
+        ) else {
+            continue;
+        };
+        let answer = events[i + 1..]
+            .iter()
+            .filter(|later| later.connection == e.connection)
+            .find_map(|later| match &later.kind {
+                EventKind::Response {
+                    index: n, status, ..
+                } if n == index => Some(Some(*status)),
+                EventKind::Closed { .. } => Some(None),
+                _ => None,
+            });
+        if let Some(answer) = answer {
+            out.push((service_name.to_string(), answer));
+        }
+    }
+    out
 }
 
 /// Parses `--answer`.
@@ -390,4 +474,93 @@ pub fn parse_answer(s: &str) -> Result<RemoteAnswer> {
         "no-cmpg" | "missing-guid" => RemoteAnswer::MissingGuid,
         other => bail!("--answer {other:?}: ok, 500, malformed or no-cmpg"),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use airtwin_simulators::fault::{Action, Match};
+
+    fn fault(device: Option<&str>, action: Action) -> Fault {
+        Fault {
+            when: Match {
+                device: device.map(str::to_string),
+                ..Match::default()
+            },
+            action,
+            times: None,
+            after: 0,
+            probability: 1.0,
+        }
+    }
+
+    #[test]
+    fn the_remote_gets_the_faults_that_name_its_client() {
+        let faults = [
+            fault(Some("lib"), Action::Drop),
+            fault(Some("remote1"), Action::Delay(300)),
+            fault(None, Action::Stall),
+        ];
+        let env = remote_faults_env("remote1", &faults, 9).unwrap();
+        let given: RemoteFaults = serde_json::from_str(&env).unwrap();
+        assert_eq!(given.seed, 9);
+        assert_eq!(given.faults, [fault(None, Action::Delay(300))]);
+        assert_eq!(remote_faults_env("remote2", &faults, 9), None);
+    }
+
+    fn event(connection: u64, kind: EventKind) -> Event {
+        Event {
+            at: Duration::ZERO,
+            device: "remote".into(),
+            connection: Some(connection),
+            peer: None,
+            kind,
+        }
+    }
+
+    fn request(index: u64, uri: &str) -> EventKind {
+        EventKind::Request {
+            index,
+            method: "GET".into(),
+            uri: uri.into(),
+            protocol: "HTTP/1.1".into(),
+            headers: Vec::new(),
+            body: Vec::new(),
+            content_type: None,
+        }
+    }
+
+    fn response(index: u64, status: u16) -> EventKind {
+        EventKind::Response {
+            index,
+            status,
+            reason: String::new(),
+            headers: Vec::new(),
+            body: Vec::new(),
+            content_type: None,
+        }
+    }
+
+    #[test]
+    fn finished_pair_requests_are_read_from_the_events() {
+        let pair = "/pair?pairingcode=AB&servicename=CAFE";
+        let events = [
+            event(0, request(0, "/other")),
+            event(0, response(0, 404)),
+            event(1, request(0, pair)),
+            event(2, request(0, pair)),
+            event(
+                2,
+                EventKind::Closed {
+                    reason: "dropped by fault".into(),
+                },
+            ),
+            event(1, response(0, 503)),
+            event(3, request(0, pair)),
+        ];
+        assert_eq!(
+            pair_requests(&events),
+            [("CAFE".to_string(), Some(503)), ("CAFE".to_string(), None)]
+        );
+    }
 }

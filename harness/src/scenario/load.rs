@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use airtwin_simulators::fault::Action;
+use airtwin_simulators::fault::Scope;
 
 use super::model::{ClientKind, DeviceKind, Expectation, Scenario};
 
@@ -279,24 +279,22 @@ fn check(s: &Scenario) -> Result<(), (String, String)> {
             }
         }
     }
+    // A fault may also name a `pair` client: it reaches the remote that client starts.
+    let mut fault_devices: Vec<&str> = devices.iter().copied().collect();
+    fault_devices.extend(
+        s.clients
+            .iter()
+            .filter(|c| matches!(c.run, ClientKind::Pair(_)))
+            .map(|c| c.name.as_str()),
+    );
+    let scope = Scope {
+        devices: Some(&fault_devices),
+        // The scenario's faults name the keys: each is loaded when the devices start.
+        keys: None,
+    };
     for (i, f) in s.faults.iter().enumerate() {
-        if let Some(d) = &f.when.device {
-            known_device(d, format!("faults[{i}].when.device"))?;
-        }
-        if !(0.0..=1.0).contains(&f.probability) {
-            return Err((
-                format!("faults[{i}].probability"),
-                "must be between 0 and 1".into(),
-            ));
-        }
-        if let Action::LosePackets(p) = f.action {
-            if !(0.0..=1.0).contains(&p) {
-                return Err((
-                    format!("faults[{i}].action.lose_packets"),
-                    "must be between 0 and 1".into(),
-                ));
-            }
-        }
+        f.validate(&scope)
+            .map_err(|e| (format!("faults[{i}].{}", e.path), e.message))?;
     }
     for (i, e) in s.expect.iter().enumerate() {
         match e {
@@ -571,6 +569,26 @@ mod tests {
             "{e}"
         );
         assert_eq!(e.line, 15, "{e}");
+    }
+
+    #[test]
+    fn fault_checks_name_the_field_path_and_line() {
+        let e = err(&format!(
+            "{GOOD}faults:\n  - action:\n      lose_packets: 5\n"
+        ));
+        assert_eq!(e.path, "faults[0].action.lose_packets", "{e}");
+        assert_eq!(e.message, "must be between 0 and 1");
+        assert_eq!(e.line, 15, "{e}");
+        let e = err(&format!(
+            "{GOOD}faults:\n  - action: drop\n  - action: drop\n    probability: 1.5\n"
+        ));
+        assert_eq!(e.path, "faults[1].probability", "{e}");
+        assert_eq!(e.line, 16, "{e}");
+        let e = err(&format!(
+            "{GOOD}faults:\n  - when:\n      device: attic\n    action: drop\n"
+        ));
+        assert_eq!(e.path, "faults[0].when.device", "{e}");
+        assert!(e.message.contains("apx"), "{e}");
     }
 
     #[test]

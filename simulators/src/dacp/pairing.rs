@@ -9,14 +9,13 @@
 //! The code is MD5(Pair ‖ each PIN digit followed by one 0x00 byte) as 32 upper-case hex
 //! characters. The seeds' `md5(Pair + pin)` is a simplification; the notes' vectors pin this down.
 //! Remotes compare without regard to case (pyatv lower-cases both sides: docs/peers.md).
-
-use std::time::{Duration, SystemTime};
+//!
+//! The remote's side, a fake remote serving `/pair`, is [`super::remote`].
 
 use md5::{Digest, Md5};
 use thiserror::Error;
 
-use crate::service::{ConnInfo, Context, Outcome, Service};
-use crate::wire::dmap::{self, Item};
+use crate::wire::dmap;
 use crate::wire::{Protocol, Request, Response};
 
 /// The pairing code for a remote's `Pair` value and a PIN, as 32 upper-case hex characters.
@@ -162,197 +161,6 @@ pub fn parse_answer(resp: &Response) -> Result<PairAnswer, PairError> {
     })
 }
 
-// ---------------------------------------------------------------------------------------------
-// The remote's side (what a remote app serves)
-// ---------------------------------------------------------------------------------------------
-
-/// How a fake remote answers a pairing request whose code matches; the other answers are
-/// remote-side faults a scenario sets.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum RemoteAnswer {
-    /// 200 `cmpa{cmpg, cmnm, cmty}`.
-    #[default]
-    Ok,
-    /// 500 whatever the code.
-    Error500,
-    /// 200 with a body that is not valid DMAP (a length that runs past the end).
-    Malformed,
-    /// 200 `cmpa{cmnm, cmty}` without `cmpg`.
-    MissingGuid,
-}
-
-/// A remote control as the pairing sees it.
-#[derive(Debug, Clone)]
-pub struct RemoteConfig {
-    /// `Pair` TXT value and the GUID answered in `cmpg`.
-    pub guid: u64,
-    /// The PIN the remote shows; `None` accepts any code.
-    pub pin: Option<String>,
-    pub name: String,
-    /// `cmty`; pyatv answers `iPhone`.
-    pub device_type: String,
-    pub answer: RemoteAnswer,
-    /// Time before the answer (a slow remote).
-    pub delay: Duration,
-    /// `servicename` the remote expects; another one is refused with 500.
-    pub expect_service_name: Option<String>,
-}
-
-impl RemoteConfig {
-    /// The `Pair` TXT value: 16 upper-case hex digits.
-    pub fn pair(&self) -> String {
-        format!("{:016X}", self.guid)
-    }
-}
-
-/// What a `/pair` request did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PairOutcome {
-    pub service_name: String,
-    pub accepted: bool,
-}
-
-/// The remote's `/pair` handler: checks the code for the PIN, answers `cmpa` or 500.
-pub fn handle_pair(req: &Request, cfg: &RemoteConfig) -> (Response, Option<PairOutcome>) {
-    if req.path() != "/pair" {
-        return (
-            Response::new(req.protocol, 404).with_reason_text("only /pair is served"),
-            None,
-        );
-    }
-    let (Some(code), Some(service_name)) = (
-        req.query_param("pairingcode"),
-        req.query_param("servicename"),
-    ) else {
-        return (
-            Response::new(req.protocol, 400)
-                .with_reason_text("/pair needs pairingcode and servicename"),
-            None,
-        );
-    };
-    let code_ok = match &cfg.pin {
-        None => true,
-        Some(pin) => code.eq_ignore_ascii_case(&pairing_code(&cfg.pair(), pin)),
-    };
-    let name_ok = cfg
-        .expect_service_name
-        .as_deref()
-        .is_none_or(|n| n == service_name);
-    let accepted = code_ok && name_ok && cfg.answer != RemoteAnswer::Error500;
-    let outcome = Some(PairOutcome {
-        service_name: service_name.to_string(),
-        accepted,
-    });
-    if !accepted {
-        // A wrong code is answered 500 with an empty body (docs/peers.md).
-        return (Response::new(req.protocol, 500), outcome);
-    }
-    let mut children = vec![
-        Item::str(b"cmnm", cfg.name.clone()),
-        Item::str(b"cmty", cfg.device_type.clone()),
-    ];
-    if cfg.answer != RemoteAnswer::MissingGuid {
-        children.insert(0, Item::int(b"cmpg", cfg.guid));
-    }
-    let mut body = dmap::encode(&[Item::container(b"cmpa", children)]);
-    if cfg.answer == RemoteAnswer::Malformed {
-        // Claim 64 more bytes than there are.
-        let len = u32::from_be_bytes(body[4..8].try_into().expect("4 bytes")) + 64;
-        body[4..8].copy_from_slice(&len.to_be_bytes());
-    }
-    let resp = Response::new(req.protocol, 200).with_body("application/x-dmap-tagged", body);
-    (resp, outcome)
-}
-
-/// The fake remote's `/pair` server, as a [`Service`] the TCP shell carries.
-pub struct RemoteService {
-    pub config: RemoteConfig,
-    /// Every `/pair` request, in order.
-    pub outcomes: std::sync::Mutex<Vec<PairOutcome>>,
-    /// Bumped on each `/pair` request.
-    pub changes: crate::service::Changes,
-}
-
-impl RemoteService {
-    pub fn new(config: RemoteConfig) -> Self {
-        RemoteService {
-            config,
-            outcomes: Default::default(),
-            changes: Default::default(),
-        }
-    }
-
-    fn answer(&self, req: &Request, cx: &mut Context<'_>) -> Outcome {
-        let (resp, outcome) = handle_pair(req, &self.config);
-        if let Some(o) = outcome {
-            cx.info(format!(
-                "pairing request from {:?}: {}",
-                o.service_name,
-                if o.accepted { "accepted" } else { "refused" }
-            ));
-            self.outcomes
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(o);
-            self.changes.bump();
-        }
-        Outcome::Respond(resp)
-    }
-}
-
-/// Per-connection state of the remote: when a deferred answer is due.
-#[derive(Default)]
-pub struct RemoteConn {
-    due: Option<SystemTime>,
-}
-
-impl Service for RemoteService {
-    type Conn = RemoteConn;
-
-    fn open(&self, _conn: &ConnInfo) -> RemoteConn {
-        RemoteConn::default()
-    }
-
-    fn handle(&self, state: &mut RemoteConn, req: &Request, cx: &mut Context<'_>) -> Outcome {
-        if self.config.delay.is_zero() {
-            return self.answer(req, cx);
-        }
-        let due = cx.now + self.config.delay;
-        state.due = Some(due);
-        Outcome::Wait {
-            changed: None,
-            until: Some(due),
-        }
-    }
-
-    fn resume(&self, state: &mut RemoteConn, req: &Request, cx: &mut Context<'_>) -> Outcome {
-        match state.due {
-            Some(due) if cx.now < due => Outcome::Wait {
-                changed: None,
-                until: Some(due),
-            },
-            _ => {
-                state.due = None;
-                self.answer(req, cx)
-            }
-        }
-    }
-
-    fn complete(
-        &self,
-        _: &mut RemoteConn,
-        req: &Request,
-        _: &[u16],
-        _: &mut Context<'_>,
-    ) -> Response {
-        Response::new(req.protocol, 500)
-    }
-
-    fn decorate(&self, _: &RemoteConn, _: Option<&Request>, _: &mut Response, _: &Context<'_>) {}
-
-    fn close(&self, _: RemoteConn) {}
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -371,18 +179,6 @@ mod tests {
         );
     }
 
-    fn remote(pin: &str) -> RemoteConfig {
-        RemoteConfig {
-            guid: 1,
-            pin: Some(pin.into()),
-            name: "pyatv remote".into(),
-            device_type: "ipod".into(),
-            answer: RemoteAnswer::Ok,
-            delay: Duration::ZERO,
-            expect_service_name: None,
-        }
-    }
-
     fn call(pin: &str, format: CodeFormat) -> PairCall {
         PairCall {
             pair: "0000000000000001".into(),
@@ -399,60 +195,6 @@ mod tests {
             r.uri,
             "/pair?pairingcode=AAB15DF9F73AA252A7934E0AF9C86B13&servicename=AAAAAAAAAAAAAAAA"
         );
-    }
-
-    #[test]
-    fn right_pin_pairs_and_the_answer_parses() {
-        let req = call("1234", CodeFormat::Upper).request("h");
-        let (resp, outcome) = handle_pair(&req, &remote("1234"));
-        assert!(outcome.unwrap().accepted);
-        let answer = parse_answer(&resp).unwrap();
-        assert_eq!(
-            answer,
-            PairAnswer {
-                guid: 1,
-                name: "pyatv remote".into(),
-                device_type: "ipod".into()
-            }
-        );
-        // Lower case is the same code.
-        let req = call("1234", CodeFormat::Lower).request("h");
-        assert_eq!(handle_pair(&req, &remote("1234")).0.status, 200);
-    }
-
-    #[test]
-    fn wrong_pin_or_malformed_code_gets_500() {
-        for (pin, format) in [
-            ("1111", CodeFormat::Upper),
-            ("1234", CodeFormat::Short),
-            ("1234", CodeFormat::Naive),
-        ] {
-            let req = call(pin, format).request("h");
-            let (resp, outcome) = handle_pair(&req, &remote("1234"));
-            assert_eq!(resp.status, 500, "{pin} {format:?}");
-            assert!(resp.body.is_empty());
-            assert!(!outcome.unwrap().accepted);
-            assert_eq!(parse_answer(&resp), Err(PairError::Refused(500)));
-        }
-    }
-
-    #[test]
-    fn remote_faults_are_failed_pairings_for_the_caller() {
-        let req = call("1234", CodeFormat::Upper).request("h");
-        let mut cfg = remote("1234");
-        cfg.answer = RemoteAnswer::MissingGuid;
-        assert_eq!(
-            parse_answer(&handle_pair(&req, &cfg).0),
-            Err(PairError::NoGuid)
-        );
-        cfg.answer = RemoteAnswer::Malformed;
-        assert!(matches!(
-            parse_answer(&handle_pair(&req, &cfg).0),
-            Err(PairError::Malformed(_))
-        ));
-        cfg.answer = RemoteAnswer::Ok;
-        cfg.expect_service_name = Some("BBBBBBBBBBBBBBBB".into());
-        assert_eq!(handle_pair(&req, &cfg).0.status, 500);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 pub mod dmap;
 pub mod framing;
 pub mod message;
+pub mod plist;
 pub mod sdp;
 pub mod transport;
 

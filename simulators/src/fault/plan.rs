@@ -1,178 +1,15 @@
-//! The one fault seam.
-//!
-//! Faults are data, matched against each exchange between a device's protocol core and its I/O
-//! shell. The shell asks the [`FaultPlan`] for a [`Verdict`] on every request before the core sees
-//! it, and applies the verdict: wait, answer in the core's place, close, reset, stall, or let the
-//! core answer and then edit the response. Device-specific actions (`sign_with`, `lose_packets`)
-//! reach the core and the datagram shell as parameters from the same plan. No device has fault
-//! code of its own, so a new fault works for every device.
-//!
-//! Every random choice (probability, corrupted positions, lost packets) comes from a generator
-//! seeded by the scenario seed, the fault's position and how often it matched, so a run with the
-//! same seed makes the same choices whatever the interleaving of connections.
+//! The plan: which faults act on an exchange, with every random choice drawn from the seed.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use crate::wire::{Protocol, Request, Response};
-
-/// Which exchanges a fault applies to. Every field that is set must match.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Match {
-    /// Device name; any device when absent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub device: Option<String>,
-    /// Request method, e.g. `SETUP`, `GET` (case-insensitive).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub method: Option<String>,
-    /// Request path, e.g. `/info`; a trailing `*` matches any path with that prefix.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub path: Option<String>,
-    /// Index of the request within its connection (0 is the first).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub request: Option<u64>,
-    /// Index of the connection at the device (0 is the first).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub connection: Option<u64>,
-}
-
-/// Part of a response that `corrupt` flips bytes in.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
-pub enum CorruptTarget {
-    /// The body.
-    Body,
-    /// The value of one header.
-    Header(String),
-}
-
-/// What a fault does.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
-pub enum Action {
-    /// Wait this many milliseconds before the core handles the request.
-    Delay(u64),
-    /// Answer in the core's place (the core never sees the request). CSeq is echoed.
-    Respond {
-        status: u16,
-        #[serde(default)]
-        headers: BTreeMap<String, String>,
-        #[serde(default)]
-        body: String,
-    },
-    /// Close the connection without answering.
-    Drop,
-    /// Abort the connection with a TCP RST.
-    Reset,
-    /// Keep reading, never answer.
-    Stall,
-    /// Remove a header from the core's response.
-    OmitHeader(String),
-    /// Set a header of the core's response.
-    SetHeader { name: String, value: String },
-    /// Flip `bytes` bytes (default 1) at seeded positions of a header value or of the body.
-    Corrupt {
-        target: CorruptTarget,
-        #[serde(default = "one")]
-        bytes: usize,
-    },
-    /// RAOP: answer `Apple-Challenge` with this private key (PEM path) instead of the device's.
-    SignWith(String),
-    /// RAOP: drop this fraction (0..1) of incoming RTP audio packets, chosen by the seed.
-    LosePackets(f64),
-    /// Cut the body of the core's response to this many bytes (`Content-Length` follows).
-    Truncate(usize),
-    /// Edit a binary-plist body of the core's response: `set` keys (YAML values: integer, real,
-    /// string, boolean, list, map) and `remove` keys. A body that is no plist is left alone.
-    EditPlist {
-        #[serde(default)]
-        set: BTreeMap<String, serde_json::Value>,
-        #[serde(default)]
-        remove: Vec<String>,
-    },
-    /// FairPlay: answer `fp-setup` phase 1 with the fixed reply of this mode (0..3), whatever
-    /// mode the request asked for.
-    FpReplyMode(u8),
-    /// FairPlay: answer `fp-setup` phase 3 with the 20 request bytes from this offset instead of
-    /// from 144.
-    FpEchoOffset(usize),
-}
-
-fn one() -> usize {
-    1
-}
-
-impl Action {
-    /// The action's name as written in a scenario.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Action::Delay(_) => "delay",
-            Action::Respond { .. } => "respond",
-            Action::Drop => "drop",
-            Action::Reset => "reset",
-            Action::Stall => "stall",
-            Action::OmitHeader(_) => "omit_header",
-            Action::SetHeader { .. } => "set_header",
-            Action::Corrupt { .. } => "corrupt",
-            Action::SignWith(_) => "sign_with",
-            Action::LosePackets(_) => "lose_packets",
-            Action::Truncate(_) => "truncate",
-            Action::EditPlist { .. } => "edit_plist",
-            Action::FpReplyMode(_) => "fp_reply_mode",
-            Action::FpEchoOffset(_) => "fp_echo_offset",
-        }
-    }
-
-    /// The names of every action, for error messages.
-    pub const NAMES: &'static [&'static str] = &[
-        "delay",
-        "respond",
-        "drop",
-        "reset",
-        "stall",
-        "omit_header",
-        "set_header",
-        "corrupt",
-        "sign_with",
-        "lose_packets",
-        "truncate",
-        "edit_plist",
-        "fp_reply_mode",
-        "fp_echo_offset",
-    ];
-}
-
-/// One fault of a scenario.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Fault {
-    /// Which exchanges it applies to.
-    #[serde(default)]
-    pub when: Match,
-    /// What it does.
-    pub action: Action,
-    /// Apply at most this many times (unlimited when absent).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub times: Option<u64>,
-    /// Let this many matching exchanges pass untouched first.
-    #[serde(default)]
-    pub after: u64,
-    /// Chance (0..1) of applying on each eligible match, drawn from the seed.
-    #[serde(default = "certain")]
-    pub probability: f64,
-}
-
-fn certain() -> f64 {
-    1.0
-}
+use super::{Action, Edit, Fault, Match, Reach};
+use crate::wire::{Protocol, Response};
 
 /// The request-side facts a fault matches on.
 #[derive(Debug, Clone, Copy)]
@@ -191,25 +28,6 @@ pub enum Preempt {
     Drop,
     Reset,
     Stall,
-}
-
-/// An edit of the core's response.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Edit {
-    Omit(String),
-    Set(String, String),
-    Corrupt {
-        target: CorruptTarget,
-        bytes: usize,
-        seed: u64,
-    },
-    /// Cut the body to this many bytes.
-    Truncate(usize),
-    /// Set and remove keys of a binary-plist body.
-    Plist {
-        set: BTreeMap<String, serde_json::Value>,
-        remove: Vec<String>,
-    },
 }
 
 /// A fault that acted, for the transcript.
@@ -377,9 +195,7 @@ impl FaultPlan {
         let mut slots = self.lock();
         for (i, slot) in slots.iter_mut().enumerate() {
             let fault = &slot.fault;
-            if !slot.active
-                || matches!(fault.action, Action::LosePackets(_))
-                || !matches(&fault.when, ex)
+            if !slot.active || fault.action.reach() == Reach::RaopAudio || !matches(&fault.when, ex)
             {
                 continue;
             }
@@ -393,7 +209,7 @@ impl FaultPlan {
                 continue;
             }
             c.applied += 1;
-            let label = describe(&fault.action);
+            let label = fault.action.describe();
             match &fault.action {
                 Action::Delay(ms) => verdict.delay += Duration::from_millis(*ms),
                 Action::Respond {
@@ -427,6 +243,9 @@ impl FaultPlan {
                 Action::Truncate(n) => verdict.edits.push(Edit::Truncate(*n)),
                 Action::EditPlist { set, remove } => verdict.edits.push(Edit::Plist {
                     set: set.clone(),
+                    remove: remove.clone(),
+                }),
+                Action::EditDmap { remove } => verdict.edits.push(Edit::Dmap {
                     remove: remove.clone(),
                 }),
                 Action::FpReplyMode(mode) => verdict.params.fp_reply_mode = Some(*mode),
@@ -486,147 +305,10 @@ fn matches(m: &Match, ex: &Exchange<'_>) -> bool {
         && m.connection.is_none_or(|c| c == ex.connection)
 }
 
-/// A short human description for transcripts: `delay 500ms`, `respond 453`, …
-pub fn describe(action: &Action) -> String {
-    match action {
-        Action::Delay(ms) => format!("delay {ms}ms"),
-        Action::Respond { status, .. } => format!("respond {status}"),
-        Action::OmitHeader(h) => format!("omit_header {h}"),
-        Action::SetHeader { name, value } => format!("set_header {name}: {value}"),
-        Action::Corrupt { target, bytes } => match target {
-            CorruptTarget::Body => format!("corrupt {bytes} byte(s) of body"),
-            CorruptTarget::Header(h) => format!("corrupt {bytes} byte(s) of header {h}"),
-        },
-        Action::SignWith(p) => format!("sign_with {p}"),
-        Action::LosePackets(f) => format!("lose_packets {f}"),
-        Action::Truncate(n) => format!("truncate body to {n} byte(s)"),
-        Action::EditPlist { set, remove } => {
-            let mut parts: Vec<String> = set.iter().map(|(k, v)| format!("set {k}={v}")).collect();
-            parts.extend(remove.iter().map(|k| format!("remove {k}")));
-            format!("edit_plist {}", parts.join(", "))
-        }
-        Action::FpReplyMode(m) => format!("fp_reply_mode {m}"),
-        Action::FpEchoOffset(at) => format!("fp_echo_offset {at}"),
-        other => other.name().to_string(),
-    }
-}
-
-/// Applies the response edits of a verdict. `request` gives the CSeq a `respond` echoes.
-pub fn apply_edits(response: &mut Response, edits: &[Edit]) {
-    for edit in edits {
-        match edit {
-            Edit::Omit(h) => {
-                response.headers.remove(h);
-            }
-            Edit::Set(h, v) => response.headers.set(h, v.clone()),
-            Edit::Corrupt {
-                target,
-                bytes,
-                seed,
-            } => {
-                let mut rng = ChaCha8Rng::seed_from_u64(*seed);
-                match target {
-                    CorruptTarget::Body => flip(&mut response.body, *bytes, &mut rng),
-                    CorruptTarget::Header(name) => {
-                        let Some(value) = response.headers.get(name) else {
-                            continue;
-                        };
-                        // Flip within printable ASCII so the header block stays parseable: the
-                        // fault is a wrong value, not a framing error.
-                        let mut raw = value.as_bytes().to_vec();
-                        for _ in 0..*bytes {
-                            if raw.is_empty() {
-                                break;
-                            }
-                            let pos = rng.gen_range(0..raw.len());
-                            let old = raw[pos];
-                            let mut new = rng.gen_range(b'!'..=b'~');
-                            if new == old {
-                                new = if old == b'~' { b'!' } else { old + 1 };
-                            }
-                            raw[pos] = new;
-                        }
-                        let value = String::from_utf8_lossy(&raw).into_owned();
-                        response.headers.set(name, value);
-                    }
-                }
-            }
-            Edit::Truncate(n) => response.body.truncate(*n),
-            Edit::Plist { set, remove } => edit_plist(&mut response.body, set, remove),
-        }
-    }
-}
-
-/// Rewrites a binary-plist dictionary body with keys set and removed; other bodies stay as they
-/// are.
-fn edit_plist(body: &mut Vec<u8>, set: &BTreeMap<String, serde_json::Value>, remove: &[String]) {
-    let Ok(plist::Value::Dictionary(mut dict)) =
-        plist::Value::from_reader(std::io::Cursor::new(&body[..]))
-    else {
-        return;
-    };
-    for k in remove {
-        dict.remove(k);
-    }
-    for (k, v) in set {
-        dict.insert(k.clone(), plist_from_json(v));
-    }
-    let mut out = Vec::new();
-    if plist::Value::Dictionary(dict)
-        .to_writer_binary(&mut out)
-        .is_ok()
-    {
-        *body = out;
-    }
-}
-
-/// A YAML/JSON value as a plist value: integers stay integers, other numbers become reals, null
-/// becomes an empty string (plists have no null).
-pub fn plist_from_json(v: &serde_json::Value) -> plist::Value {
-    use serde_json::Value as J;
-    match v {
-        J::Null => plist::Value::String(String::new()),
-        J::Bool(b) => plist::Value::Boolean(*b),
-        J::Number(n) => match (n.as_i64(), n.as_u64()) {
-            (Some(i), _) => plist::Value::Integer(i.into()),
-            (None, Some(u)) => plist::Value::Integer(u.into()),
-            _ => plist::Value::Real(n.as_f64().unwrap_or(0.0)),
-        },
-        J::String(s) => plist::Value::String(s.clone()),
-        J::Array(a) => plist::Value::Array(a.iter().map(plist_from_json).collect()),
-        J::Object(m) => plist::Value::Dictionary(
-            m.iter()
-                .map(|(k, v)| (k.clone(), plist_from_json(v)))
-                .collect(),
-        ),
-    }
-}
-
-fn flip(buf: &mut [u8], count: usize, rng: &mut ChaCha8Rng) {
-    if buf.is_empty() {
-        return;
-    }
-    for _ in 0..count {
-        let pos = rng.gen_range(0..buf.len());
-        let mask: u8 = rng.gen_range(1..=255);
-        buf[pos] ^= mask;
-    }
-}
-
-/// The response a `respond` fault sends for `request`: CSeq echoed, protocol of the request.
-pub fn preempt_response(mut response: Response, request: &Request) -> Response {
-    response.protocol = request.protocol;
-    if let Some(cseq) = request.cseq() {
-        if !response.headers.contains("CSeq") {
-            response.headers.set("CSeq", cseq);
-        }
-    }
-    response
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fault::CorruptTarget;
 
     fn ex<'a>(method: &'a str, request: u64) -> Exchange<'a> {
         Exchange {
@@ -691,21 +373,6 @@ mod tests {
     }
 
     #[test]
-    fn corrupt_changes_header_but_keeps_it_printable() {
-        let mut r = Response::new(Protocol::Rtsp10, 200);
-        r.headers.set("Apple-Response", "abcdef");
-        let edits = [Edit::Corrupt {
-            target: CorruptTarget::Header("Apple-Response".into()),
-            bytes: 2,
-            seed: 5,
-        }];
-        apply_edits(&mut r, &edits);
-        let v = r.headers.get("Apple-Response").unwrap();
-        assert_ne!(v, "abcdef");
-        assert!(v.bytes().all(|b| b.is_ascii_graphic()));
-    }
-
-    #[test]
     fn faults_added_and_removed_at_run_time_keep_their_positions() {
         let plan = FaultPlan::new(1, vec![fault(Action::Delay(5))]);
         let added = plan.add(fault(Action::Drop));
@@ -739,5 +406,193 @@ mod tests {
         assert_eq!(plan.on_request(&e).preempt, Some(Preempt::Stall));
         e.path = "/login";
         assert_eq!(plan.on_request(&e).preempt, None);
+    }
+
+    // One test per action: the verdict the plan gives on a request, and what it does to the
+    // core's response.
+
+    /// The verdict of a plan holding only `action`, on the first GET of the first connection.
+    fn verdict(seed: u64, action: Action) -> Verdict {
+        FaultPlan::new(seed, vec![fault(action)]).on_request(&ex("GET", 0))
+    }
+
+    /// What the core answered, before any edit.
+    fn core_response() -> Response {
+        let mut r = Response::new(Protocol::Http11, 200)
+            .with_body("application/octet-stream", b"0123456789abcdef".to_vec());
+        r.headers.set("Apple-Response", "abcdef");
+        r.headers.set("Server", "AirTunes/105.1");
+        r
+    }
+
+    fn edited(v: &Verdict) -> Response {
+        let mut r = core_response();
+        crate::fault::apply_edits(&mut r, &v.edits);
+        r
+    }
+
+    fn labels(v: &Verdict) -> Vec<&str> {
+        v.applied.iter().map(|a| a.action.as_str()).collect()
+    }
+
+    #[test]
+    fn delay_waits_before_the_core() {
+        let v = verdict(0, Action::Delay(500));
+        assert_eq!(v.delay, Duration::from_millis(500));
+        assert_eq!((&v.preempt, v.edits.is_empty()), (&None, true));
+        assert_eq!(labels(&v), ["delay 500ms"]);
+    }
+
+    #[test]
+    fn respond_answers_in_the_cores_place_with_the_cseq_echoed() {
+        let v = verdict(
+            0,
+            Action::Respond {
+                status: 453,
+                headers: [("Retry-After".to_string(), "1".to_string())].into(),
+                body: "busy".into(),
+            },
+        );
+        let Some(Preempt::Respond(r)) = v.preempt else {
+            panic!("{v:?}")
+        };
+        let mut req = crate::wire::Request::new("ANNOUNCE", "rtsp://x/1", Protocol::Rtsp10);
+        req.headers.set("CSeq", "7");
+        let r = crate::fault::preempt_response(r, &req);
+        assert_eq!(r.status, 453);
+        assert_eq!(r.headers.get("CSeq"), Some("7"));
+        assert_eq!(r.headers.get("Retry-After"), Some("1"));
+        assert_eq!(r.body, b"busy");
+    }
+
+    #[test]
+    fn drop_reset_and_stall_preempt_the_core() {
+        for (action, want) in [
+            (Action::Drop, Preempt::Drop),
+            (Action::Reset, Preempt::Reset),
+            (Action::Stall, Preempt::Stall),
+        ] {
+            let v = verdict(0, action);
+            assert_eq!(v.preempt, Some(want));
+            assert!(v.edits.is_empty());
+        }
+    }
+
+    #[test]
+    fn omit_header_removes_it_from_the_response() {
+        let r = edited(&verdict(0, Action::OmitHeader("apple-response".into())));
+        assert_eq!(r.headers.get("Apple-Response"), None);
+        assert_eq!(r.headers.get("Server"), Some("AirTunes/105.1"));
+    }
+
+    #[test]
+    fn set_header_sets_it_on_the_response() {
+        let r = edited(&verdict(
+            0,
+            Action::SetHeader {
+                name: "Server".into(),
+                value: "Other/1.0".into(),
+            },
+        ));
+        assert_eq!(r.headers.get("Server"), Some("Other/1.0"));
+    }
+
+    #[test]
+    fn corrupt_flips_seeded_bytes_of_the_body() {
+        let action = Action::Corrupt {
+            target: CorruptTarget::Body,
+            bytes: 3,
+        };
+        let a = edited(&verdict(11, action.clone()));
+        let again = edited(&verdict(11, action.clone()));
+        let other = edited(&verdict(12, action));
+        assert_ne!(a.body, core_response().body);
+        assert_eq!(a.body.len(), core_response().body.len());
+        assert_eq!(a.body, again.body, "same seed, same bytes");
+        assert_ne!(a.body, other.body, "another seed, other bytes");
+    }
+
+    #[test]
+    fn sign_with_reaches_the_core_as_a_parameter() {
+        let v = verdict(0, Action::SignWith("other.pem".into()));
+        assert_eq!(v.params.sign_with.as_deref(), Some("other.pem"));
+        assert_eq!((&v.preempt, edited(&v)), (&None, core_response()));
+    }
+
+    #[test]
+    fn lose_packets_never_acts_on_requests() {
+        let plan = FaultPlan::new(0, vec![fault(Action::LosePackets(1.0))]);
+        assert_eq!(plan.on_request(&ex("GET", 0)), Verdict::default());
+        assert_eq!(plan.lose_datagram("apx"), Some(0));
+        assert_eq!(plan.status()[0].matched, 0);
+    }
+
+    #[test]
+    fn truncate_cuts_the_body_and_content_length_follows() {
+        let r = edited(&verdict(0, Action::Truncate(4)));
+        assert_eq!(r.body, b"0123");
+        let wire = String::from_utf8(r.encode()).unwrap();
+        assert!(wire.contains("Content-Length: 4\r\n"), "{wire}");
+    }
+
+    #[test]
+    fn edit_plist_sets_and_removes_keys_of_a_plist_body() {
+        let mut dict = plist::Dictionary::new();
+        dict.insert("keep".into(), 1.into());
+        dict.insert("gone".into(), 2.into());
+        let mut body = Vec::new();
+        plist::Value::Dictionary(dict)
+            .to_writer_binary(&mut body)
+            .unwrap();
+        let v = verdict(
+            0,
+            Action::EditPlist {
+                set: [("features".to_string(), serde_json::json!(7))].into(),
+                remove: vec!["gone".into()],
+            },
+        );
+        let mut r = core_response();
+        r.body = body;
+        crate::fault::apply_edits(&mut r, &v.edits);
+        let out = plist::Value::from_reader(std::io::Cursor::new(&r.body)).unwrap();
+        let out = out.as_dictionary().unwrap();
+        assert_eq!(out.get("keep"), Some(&plist::Value::from(1)));
+        assert_eq!(out.get("features"), Some(&plist::Value::from(7)));
+        assert!(out.get("gone").is_none());
+        // Not a plist: left alone.
+        assert_eq!(edited(&v).body, core_response().body);
+    }
+
+    #[test]
+    fn edit_dmap_removes_tags_at_any_depth() {
+        use crate::wire::dmap::{self, Item};
+        let v = verdict(
+            0,
+            Action::EditDmap {
+                remove: vec!["cmpg".into()],
+            },
+        );
+        let mut r = core_response();
+        r.body = dmap::encode(&[Item::container(
+            b"cmpa",
+            vec![Item::int(b"cmpg", 1u64), Item::str(b"cmnm", "remote")],
+        )]);
+        crate::fault::apply_edits(&mut r, &v.edits);
+        let items = dmap::decode(&r.body).unwrap();
+        assert_eq!(
+            items,
+            [Item::container(b"cmpa", vec![Item::str(b"cmnm", "remote")])]
+        );
+        // Not DMAP: left alone.
+        assert_eq!(edited(&v).body, core_response().body);
+    }
+
+    #[test]
+    fn fairplay_actions_reach_the_core_as_parameters() {
+        let v = verdict(0, Action::FpReplyMode(3));
+        assert_eq!(v.params.fp_reply_mode, Some(3));
+        let v = verdict(0, Action::FpEchoOffset(0));
+        assert_eq!(v.params.fp_echo_offset, Some(0));
+        assert!(v.preempt.is_none() && v.edits.is_empty());
     }
 }
