@@ -171,7 +171,7 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 pub fn spawn(
     listener: TcpListener,
     state: Arc<ServeState>,
-    access: Arc<crate::auth::Access>,
+    access: Arc<super::auth::Access>,
     mut shutdown: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
