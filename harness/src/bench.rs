@@ -9,11 +9,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use airtwin_simulators::event::Recorder;
 use airtwin_simulators::fault::FaultPlan;
 use airtwin_simulators::raop::challenge::{self, encode_b64};
 use airtwin_simulators::raop::{keys, RaopConfig, RaopService};
 use airtwin_simulators::service::Service;
+use airtwin_simulators::shell::Recorder;
 use airtwin_simulators::shell::{self, ShellConfig};
 use airtwin_simulators::wire::Limits;
 use anyhow::{bail, Result};

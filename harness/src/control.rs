@@ -22,9 +22,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use airtwin_simulators::dacp::state::{TimelineStep, Track};
-use airtwin_simulators::event::Recorder;
 use airtwin_simulators::fault::{Fault, FaultPlan};
 use airtwin_simulators::raop::RaopState;
+use airtwin_simulators::shell::Recorder;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;

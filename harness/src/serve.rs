@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use airtwin_simulators::event::Recorder;
 use airtwin_simulators::fault::FaultPlan;
+use airtwin_simulators::shell::Recorder;
 use anyhow::{Context as _, Result};
 use serde::Serialize;
 use tokio::sync::watch;

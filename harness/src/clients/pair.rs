@@ -18,8 +18,8 @@ use airtwin_simulators::dacp::pairing::{
     self, CodeFormat, PairCall, RemoteAnswer, RemoteConfig, RemoteService,
 };
 use airtwin_simulators::dacp::DacpService;
-use airtwin_simulators::event::Recorder;
 use airtwin_simulators::fault::FaultPlan;
+use airtwin_simulators::shell::Recorder;
 use airtwin_simulators::shell::{self, ShellConfig};
 use airtwin_simulators::wire::{self, Limits};
 use anyhow::{bail, Context as _, Result};
@@ -345,7 +345,7 @@ pub async fn remote(opts: RemoteOptions) -> Result<bool> {
         idle_timeout: Duration::from_secs(30),
         shutdown: stop_rx,
     };
-    let mut changes = service.changes.subscribe();
+    let mut changes = shell::revision::watch(&service.changes);
     shell::spawn(listener, service.clone(), cfg, "pair");
     println!(
         "remote-pair: Pair={} pairing web server at port {port}",

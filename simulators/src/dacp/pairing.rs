@@ -320,7 +320,7 @@ impl Service for RemoteService {
         let due = cx.now + self.config.delay;
         state.due = Some(due);
         Outcome::Wait {
-            changed: None,
+            after_revision: None,
             until: Some(due),
         }
     }
@@ -328,7 +328,7 @@ impl Service for RemoteService {
     fn resume(&self, state: &mut RemoteConn, req: &Request, cx: &mut Context<'_>) -> Outcome {
         match state.due {
             Some(due) if cx.now < due => Outcome::Wait {
-                changed: None,
+                after_revision: None,
                 until: Some(due),
             },
             _ => {

@@ -477,7 +477,7 @@ impl DacpService {
                 if asked == inner.player.revision {
                     // Nothing new: hold the answer until the state changes.
                     return Outcome::Wait {
-                        changed: Some(self.changes.subscribe()),
+                        after_revision: Some(self.changes.revision()),
                         until: inner.player.next_due(),
                     };
                 }
@@ -579,6 +579,10 @@ impl Service for DacpService {
 
     fn open(&self, _conn: &ConnInfo) -> DacpConn {
         DacpConn
+    }
+
+    fn changes(&self) -> Option<&Changes> {
+        Some(&self.changes)
     }
 
     fn handle(&self, _state: &mut DacpConn, req: &Request, cx: &mut Context<'_>) -> Outcome {
@@ -718,16 +722,16 @@ mod tests {
         );
         assert!(dmap::first(&items, &[b"cmst", b"cmmk"]).is_some());
         let uri = format!("/ctrl-int/1/playstatusupdate?revision-number={rev}&session-id={sid}");
-        let Outcome::Wait { changed, .. } = get(&svc, &uri, t0()) else {
+        let Outcome::Wait { after_revision, .. } = get(&svc, &uri, t0()) else {
             panic!("expected a long poll");
         };
-        let changed = changed.unwrap();
+        let after_revision = after_revision.unwrap();
         answer(get(
             &svc,
             &format!("/ctrl-int/1/pause?session-id={sid}"),
             t0(),
         ));
-        assert!(changed.has_changed().unwrap());
+        assert_ne!(svc.changes.revision(), after_revision);
         let r = answer(get(&svc, &uri, t0()));
         let items = dmap::decode(&r.body).unwrap();
         assert_eq!(

@@ -13,7 +13,8 @@ use tokio::task::JoinHandle;
 use tracing::{debug, info, info_span, warn, Instrument};
 
 use super::udp;
-use crate::event::{EventKind, Recorder};
+use super::Recorder;
+use crate::event::EventKind;
 use crate::fault::{self, Exchange, FaultPlan, Preempt};
 use crate::service::{ConnInfo, Context, Note, Outcome, Service};
 use crate::wire::{self, Limits, Request, Response};
@@ -63,6 +64,7 @@ pub fn spawn<S: Service>(
         },
     );
     let counter = Arc::new(AtomicU64::new(0));
+    let revision = service.changes().map(super::revision::watch);
     let mut shutdown = cfg.shutdown.clone();
     tokio::spawn(async move {
         loop {
@@ -89,7 +91,8 @@ pub fn spawn<S: Service>(
             let span = info_span!("conn", device = %cfg.device, peer = %peer, conn = info.index);
             let service = service.clone();
             let cfg = cfg.clone();
-            tokio::spawn(connection(stream, info, service, cfg).instrument(span));
+            let revision = revision.clone();
+            tokio::spawn(connection(stream, info, service, cfg, revision).instrument(span));
         }
     })
 }
@@ -110,6 +113,7 @@ async fn connection<S: Service>(
     info: ConnInfo,
     service: Arc<S>,
     cfg: ShellConfig,
+    revision: Option<watch::Receiver<u64>>,
 ) {
     let _ = stream.set_nodelay(true);
     cfg.record(Some(&info), EventKind::Connected);
@@ -127,6 +131,7 @@ async fn connection<S: Service>(
         &mut state,
         &cfg,
         &mut udp_tasks,
+        revision,
     )
     .await;
     // Datagrams sent just before the connection ended may still wait in the UDP sockets: each
@@ -160,6 +165,7 @@ async fn serve_requests<S: Service>(
     state: &mut S::Conn,
     cfg: &ShellConfig,
     udp_tasks: &mut UdpPorts,
+    mut revision: Option<watch::Receiver<u64>>,
 ) -> End {
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
     let mut index: u64 = 0;
@@ -200,7 +206,16 @@ async fn serve_requests<S: Service>(
             let this = index;
             index += 1;
             match exchange(
-                stream, info, service, state, cfg, udp_tasks, req, this, &mut buf,
+                stream,
+                info,
+                service,
+                state,
+                cfg,
+                udp_tasks,
+                req,
+                this,
+                &mut buf,
+                revision.as_mut(),
             )
             .await
             {
@@ -238,6 +253,7 @@ async fn exchange<S: Service>(
     req: Request,
     index: u64,
     pending: &mut Vec<u8>,
+    revision: Option<&mut watch::Receiver<u64>>,
 ) -> Result<(), End> {
     debug!(method = %req.method, uri = %req.uri, "request");
     cfg.record(
@@ -292,7 +308,11 @@ async fn exchange<S: Service>(
             service.decorate(state, Some(&req), &mut r, &cx);
             r
         }
-        None => match handle_and_wait(stream, service, state, cfg, &req, &mut cx, pending).await? {
+        None => match handle_and_wait(
+            stream, service, state, cfg, &req, &mut cx, pending, revision,
+        )
+        .await?
+        {
             Outcome::Respond(r) => r,
             Outcome::RespondAndClose(r) => {
                 close_after = true;
@@ -341,6 +361,7 @@ async fn exchange<S: Service>(
 
 /// Calls the core, and as long as it answers [`Outcome::Wait`], waits as it asks and resumes it.
 /// Reads on meanwhile: the peer closing ends the connection, bytes go to `pending`.
+#[allow(clippy::too_many_arguments)]
 async fn handle_and_wait<S: Service>(
     stream: &mut TcpStream,
     service: &S,
@@ -349,21 +370,30 @@ async fn handle_and_wait<S: Service>(
     req: &Request,
     cx: &mut Context<'_>,
     pending: &mut Vec<u8>,
+    mut revision: Option<&mut watch::Receiver<u64>>,
 ) -> Result<Outcome, End> {
     let mut outcome = service.handle(state, req, cx);
     let mut shutdown = cfg.shutdown.clone();
     let mut chunk = [0u8; 4096];
-    while let Outcome::Wait { changed, until } = outcome {
+    while let Outcome::Wait {
+        after_revision,
+        until,
+    } = outcome
+    {
         let sleep = until.map(|t| t.duration_since(SystemTime::now()).unwrap_or_default());
-        let mut changed = changed;
+        let changes = service.changes();
         let woke = async {
-            match changed.as_mut() {
-                Some(rx) => {
+            match (after_revision, changes, revision.as_deref_mut()) {
+                (Some(after), Some(changes), Some(rx)) => loop {
+                    rx.borrow_and_update();
+                    if changes.revision() != after {
+                        break;
+                    }
                     if rx.changed().await.is_err() {
                         std::future::pending::<()>().await
                     }
-                }
-                None => std::future::pending::<()>().await,
+                },
+                _ => std::future::pending::<()>().await,
             }
         };
         let timer = async {
