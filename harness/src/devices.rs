@@ -179,7 +179,7 @@ fn sign_with_keys(run: &RunContext) -> Result<Vec<(String, Arc<keys::DeviceKey>)
     for fault in run.plan.faults() {
         if let Action::SignWith(source) = &fault.action {
             let resolved = resolve_key(source, &run.base_dir);
-            let key = keys::load_private_key(&resolved)
+            let key = crate::key_file::load_private(&resolved)
                 .with_context(|| format!("fault sign_with {source:?}"))?;
             out.push((source.clone(), Arc::new(key)));
         }
@@ -269,7 +269,7 @@ async fn start_apple_tv(spec: &DeviceSpec, run: &RunContext) -> Result<Device> {
     if let Some(key) = &id.key {
         let source = resolve_key(key, &run.base_dir);
         raop.key = Arc::new(
-            keys::load_private_key(&source)
+            crate::key_file::load_private(&source)
                 .with_context(|| format!("device {}: identity.key", spec.name))?,
         );
     }
@@ -402,7 +402,7 @@ async fn start_airport_express(spec: &DeviceSpec, run: &RunContext) -> Result<De
     if let Some(key) = &id.key {
         let source = resolve_key(key, &run.base_dir);
         config.key = Arc::new(
-            keys::load_private_key(&source)
+            crate::key_file::load_private(&source)
                 .with_context(|| format!("device {}: identity.key", spec.name))?,
         );
     }

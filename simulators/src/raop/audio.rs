@@ -11,7 +11,6 @@ use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
@@ -630,27 +629,30 @@ impl Capture {
         }
     }
 
-    /// Writes [`Capture::pcm`] as a 16-bit WAV file.
-    pub fn write_wav(&self, path: impl AsRef<Path>) -> io::Result<()> {
+    /// [`Capture::pcm`] as a 16-bit WAV file's bytes (the caller writes them where it wants).
+    pub fn to_wav(&self) -> Vec<u8> {
         let spec = hound::WavSpec {
             channels: self.format.channels.max(1),
             sample_rate: self.format.sample_rate.max(1),
             bits_per_sample: 16,
             sample_format: hound::SampleFormat::Int,
         };
-        let to_io = |e: hound::Error| match e {
-            hound::Error::IoError(e) => e,
-            other => io::Error::other(other.to_string()),
-        };
-        let mut writer = hound::WavWriter::create(path, spec).map_err(to_io)?;
-        for entry in self.entries.values() {
-            if let Entry::Pcm(samples) = entry {
-                for &s in samples {
-                    writer.write_sample(s).map_err(to_io)?;
+        let mut out = io::Cursor::new(Vec::new());
+        // Writing 16-bit samples to memory fails only past WAV's 4 GiB size limit; what was
+        // written up to there is kept.
+        if let Ok(mut writer) = hound::WavWriter::new(&mut out, spec) {
+            'samples: for entry in self.entries.values() {
+                if let Entry::Pcm(samples) = entry {
+                    for &s in samples {
+                        if writer.write_sample(s).is_err() {
+                            break 'samples;
+                        }
+                    }
                 }
             }
+            let _ = writer.finalize();
         }
-        writer.finalize().map_err(to_io)
+        out.into_inner()
     }
 }
 
@@ -744,8 +746,8 @@ impl AudioReceiver {
         self.capture().pcm()
     }
 
-    pub fn write_wav(&self, path: impl AsRef<Path>) -> io::Result<()> {
-        self.capture().write_wav(path)
+    pub fn to_wav(&self) -> Vec<u8> {
+        self.capture().to_wav()
     }
 
     /// Handles one datagram that arrived on `port`; returns the datagrams to send back.
@@ -1101,17 +1103,13 @@ mod tests {
         );
         assert_eq!(receiver.capture().last_sync().unwrap().rtp_now, 12_345);
 
-        // The WAV file holds the same samples.
-        let dir = std::env::temp_dir().join(format!("airtwin-audio-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("capture.wav");
-        receiver.write_wav(&path).unwrap();
-        let mut reader = hound::WavReader::open(&path).unwrap();
+        // The WAV bytes hold the same samples.
+        let wav = receiver.to_wav();
+        let mut reader = hound::WavReader::new(wav.as_slice()).unwrap();
         assert_eq!(reader.spec().channels, 2);
         assert_eq!(reader.spec().sample_rate, 44_100);
         let back: Vec<i16> = reader.samples::<i16>().map(Result::unwrap).collect();
         assert!(back == source);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
