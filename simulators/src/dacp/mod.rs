@@ -3,9 +3,12 @@
 //!
 //! - [`pairing`]: the pairing code, the library calling a remote's `/pair`, and the remote's
 //!   answer;
-//! - [`server`]: the library's DACP/DMAP server, as a [`crate::service::Service`];
+//! - [`server`]: the library's DACP/DMAP server, as a [`crate::service::Service`] (its
+//!   `/ctrl-int` commands in `ctrl`, its settings in [`config`]);
 //! - [`state`]: the now-playing state, scripted over time and changed by commands.
 
+pub mod config;
+mod ctrl;
 pub mod discovery;
 pub mod pairing;
 pub mod server;
