@@ -202,3 +202,30 @@ pub trait Service: Send + Sync + 'static {
     /// Called when the connection ends, whatever the reason.
     fn close(&self, state: Self::Conn);
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+
+    use super::Changes;
+
+    #[test]
+    fn a_bump_raises_the_revision_and_calls_every_wake_with_it() {
+        let changes = Changes::default();
+        assert_eq!(changes.revision(), 0);
+        let seen = Arc::new(AtomicU64::new(0));
+        let calls = Arc::new(AtomicU64::new(0));
+        for _ in 0..2 {
+            let (seen, calls) = (seen.clone(), calls.clone());
+            changes.on_change(Arc::new(move |revision| {
+                seen.store(revision, Ordering::SeqCst);
+                calls.fetch_add(1, Ordering::SeqCst);
+            }));
+        }
+        changes.clone().bump();
+        assert_eq!(changes.revision(), 1, "clones share the counter");
+        assert_eq!(seen.load(Ordering::SeqCst), 1);
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+}

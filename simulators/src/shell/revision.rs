@@ -29,3 +29,28 @@ fn raise(tx: &watch::Sender<u64>, revision: u64) {
         newer
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_watch_sees_bumps_after_it_was_made_and_not_before() {
+        let changes = Changes::default();
+        changes.bump();
+        let mut rx = watch(&changes);
+        assert_eq!(*rx.borrow_and_update(), 1);
+        assert!(!rx.has_changed().unwrap());
+        changes.bump();
+        rx.changed().await.unwrap();
+        assert_eq!(*rx.borrow(), 2);
+    }
+
+    #[test]
+    fn revisions_called_back_out_of_order_keep_the_highest() {
+        let (tx, rx) = watch::channel(0);
+        raise(&tx, 5);
+        raise(&tx, 4);
+        assert_eq!(*rx.borrow(), 5);
+    }
+}
