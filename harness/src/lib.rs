@@ -8,6 +8,7 @@ pub mod devices;
 pub mod discovery;
 pub mod engine;
 pub mod expect;
+pub mod key_file;
 pub mod netns;
 pub mod report;
 pub mod scenario;

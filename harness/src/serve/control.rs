@@ -23,8 +23,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use airtwin_simulators::device::{AudioError, STATE_KEYS};
-use airtwin_simulators::event::Recorder;
 use airtwin_simulators::fault::{Action, Fault, FaultPlan, Scope};
+use airtwin_simulators::shell::Recorder;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;

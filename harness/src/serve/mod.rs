@@ -8,8 +8,8 @@ pub mod ctl;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use airtwin_simulators::event::Recorder;
 use airtwin_simulators::fault::FaultPlan;
+use airtwin_simulators::shell::Recorder;
 use anyhow::{Context as _, Result};
 use serde::Serialize;
 use tokio::sync::watch;
