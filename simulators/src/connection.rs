@@ -3,7 +3,7 @@
 //! write, the next timer deadline, what to do on the side (open UDP ports, wait for the core's
 //! revision) and the events to record. In between it frames requests within the limits, asks the
 //! fault seam ([`FaultPlan::on_request`]) for a verdict, calls the core
-//! ([`Service::handle`] / [`Service::complete`] / [`Service::resume`]), applies the verdict's
+//! ([`ProtocolCore::handle`] / [`ProtocolCore::complete`] / [`ProtocolCore::resume`]), applies the verdict's
 //! edits, and describes all of it as [`EventKind`]s.
 //!
 //! [`DatagramPort`] does the same for a UDP port a core asked for: the fault seam may lose a
@@ -17,8 +17,8 @@ use std::time::{Duration, SystemTime};
 use tracing::{debug, info, warn};
 
 use crate::event::EventKind;
-use crate::fault::{self, Exchange, FaultPlan, Preempt, Verdict};
-use crate::service::{ConnInfo, Context, Note, Outcome, Service, UdpRequest};
+use crate::fault::{self, FaultPlan, Preempt, RequestFacts, Verdict};
+use crate::protocol_core::{ConnInfo, Context, Note, Outcome, ProtocolCore, UdpRequest};
 use crate::wire::{self, Limits, Request, Response};
 
 /// How a connection ended.
@@ -71,7 +71,7 @@ enum Phase {
 }
 
 /// One TCP connection of a device running `S`, without the socket.
-pub struct Connection<S: Service> {
+pub struct Connection<S: ProtocolCore> {
     service: Arc<S>,
     info: ConnInfo,
     plan: Arc<FaultPlan>,
@@ -89,7 +89,7 @@ pub struct Connection<S: Service> {
     udp: Option<Vec<UdpRequest>>,
 }
 
-impl<S: Service> Connection<S> {
+impl<S: ProtocolCore> Connection<S> {
     /// A connection just accepted at `now`: the core opens its state, a `connected` event waits.
     pub fn new(
         service: Arc<S>,
@@ -189,7 +189,7 @@ impl<S: Service> Connection<S> {
         }
     }
 
-    /// The core's revision ([`Service::changes`]) may have moved: a deferred answer waiting on it
+    /// The core's revision ([`ProtocolCore::changes`]) may have moved: a deferred answer waiting on it
     /// resumes if it did.
     pub fn handle_change(&mut self, now: SystemTime) {
         if let Phase::Waiting {
@@ -350,7 +350,7 @@ impl<S: Service> Connection<S> {
             content_type: req.headers.get("Content-Type").map(str::to_string),
             body: req.body.clone(),
         });
-        let verdict = self.plan.on_request(&Exchange {
+        let verdict = self.plan.on_request(&RequestFacts {
             device: &self.info.device,
             connection: self.info.index,
             request: index,
@@ -551,11 +551,11 @@ mod tests {
     use std::time::UNIX_EPOCH;
 
     use super::*;
-    use crate::airplay::{fairplay, AirplayConfig, AirplayService};
-    use crate::dacp::{DacpConfig, DacpService};
+    use crate::airplay::{fairplay, AirplayConfig, AirplayCore};
+    use crate::dacp::{DacpConfig, DacpCore};
     use crate::fault::{Action, CorruptTarget, Fault, Match};
-    use crate::raop::{challenge, keys, RaopConfig, RaopService};
-    use crate::service::DatagramHandler;
+    use crate::protocol_core::DatagramHandler;
+    use crate::raop::{challenge, keys, RaopConfig, RaopCore};
     use crate::testkit;
     use crate::wire::dmap;
     use crate::wire::Protocol;
@@ -577,7 +577,7 @@ mod tests {
         ))
     }
 
-    fn open<S: Service>(service: Arc<S>, plan: Arc<FaultPlan>, index: u64) -> Connection<S> {
+    fn open<S: ProtocolCore>(service: Arc<S>, plan: Arc<FaultPlan>, index: u64) -> Connection<S> {
         let info = testkit::conn("dev", index, 5000);
         Connection::new(
             service,
@@ -598,7 +598,7 @@ mod tests {
     }
 
     /// Every response in what the connection has to write.
-    fn answers<S: Service>(conn: &mut Connection<S>) -> Vec<Response> {
+    fn answers<S: ProtocolCore>(conn: &mut Connection<S>) -> Vec<Response> {
         let bytes = conn.poll_transmit().unwrap_or_default();
         let mut out = Vec::new();
         let mut at = 0;
@@ -612,13 +612,13 @@ mod tests {
         out
     }
 
-    fn only_answer<S: Service>(conn: &mut Connection<S>) -> Response {
+    fn only_answer<S: ProtocolCore>(conn: &mut Connection<S>) -> Response {
         let mut all = answers(conn);
         assert_eq!(all.len(), 1, "{all:?}");
         all.remove(0)
     }
 
-    fn events<S: Service>(conn: &mut Connection<S>) -> Vec<EventKind> {
+    fn events<S: ProtocolCore>(conn: &mut Connection<S>) -> Vec<EventKind> {
         std::iter::from_fn(|| conn.poll_event()).collect()
     }
 
@@ -650,7 +650,7 @@ mod tests {
         out
     }
 
-    impl Service for Plain {
+    impl ProtocolCore for Plain {
         type Conn = ();
 
         fn open(&self, _: &ConnInfo) {}
@@ -856,7 +856,7 @@ mod tests {
         let other = Arc::new(keys::builtin_key("other").unwrap());
         let mut config = RaopConfig::airport_express("apx");
         config.extra_keys.push(("other".into(), other.clone()));
-        let svc = Arc::new(RaopService::new(config));
+        let svc = Arc::new(RaopCore::new(config));
         let mut conn = open(svc.clone(), plan(Action::SignWith("other".into())), 0);
         let mut r = testkit::rtsp("OPTIONS", "*", 1);
         r.headers.set("Apple-Challenge", "09KF45soMYmvj6dpsUGiIg");
@@ -872,10 +872,10 @@ mod tests {
         assert_eq!(resp.headers.get("Apple-Response"), Some(want.as_str()));
     }
 
-    fn apple_tv() -> Arc<AirplayService> {
+    fn apple_tv() -> Arc<AirplayCore> {
         let config = AirplayConfig::apple_tv("tv", 9);
         let raop = config.raop_config(9);
-        Arc::new(AirplayService::new(config, raop))
+        Arc::new(AirplayCore::new(config, raop))
     }
 
     fn fp_setup(body: Vec<u8>, cseq: u32) -> Vec<u8> {
@@ -945,7 +945,7 @@ mod tests {
 
     #[test]
     fn a_long_poll_waits_for_a_revision_that_another_connection_moves() {
-        let svc = Arc::new(DacpService::new(DacpConfig::itunes("lib", t0())));
+        let svc = Arc::new(DacpCore::new(DacpConfig::itunes("lib", t0())));
         let none = Arc::new(FaultPlan::empty());
         let mut a = open(svc.clone(), none.clone(), 0);
         a.receive(
@@ -995,7 +995,7 @@ mod tests {
 
     #[test]
     fn a_peer_leaving_a_deferred_answer_ends_the_connection() {
-        let svc = Arc::new(DacpService::new(DacpConfig::itunes("lib", t0())));
+        let svc = Arc::new(DacpCore::new(DacpConfig::itunes("lib", t0())));
         let mut conn = open(svc, Arc::new(FaultPlan::empty()), 0);
         conn.receive(
             &http_get("/login?pairing-guid=0x0000000000000001&hasFP=1"),

@@ -1,6 +1,6 @@
 //! airtwin's simulated devices.
 //!
-//! Each protocol is a sans-IO core (`raop`, …) driven through the [`service::Service`] contract by
+//! Each protocol is a sans-IO core (`raop`, …) driven through the [`protocol_core::ProtocolCore`] contract by
 //! the sans-IO [`connection::Connection`], which frames requests and applies the fault seam
 //! ([`fault`]); the tokio shell (`shell`) only moves its bytes and keeps its timers, and everything
 //! that happens is recorded as [`event::Event`]s.
@@ -31,11 +31,10 @@ pub mod connection;
 pub mod dacp;
 #[cfg(feature = "shell")]
 pub mod device;
-pub mod discovery;
 pub mod event;
 pub mod fault;
+pub mod protocol_core;
 pub mod raop;
-pub mod service;
 #[cfg(feature = "shell")]
 pub mod shell;
 pub mod wire;

@@ -16,12 +16,12 @@ use crate::clients::rtsp::RtspClient;
 use super::raop::{handshake, start_device};
 use super::{rate, serve_on_loopback};
 async fn start_apple_tv() -> Result<(SocketAddr, watch::Sender<bool>)> {
-    use airtwin_simulators::airplay::{AirplayConfig, AirplayService};
+    use airtwin_simulators::airplay::{AirplayConfig, AirplayCore};
     let config = AirplayConfig::apple_tv("bench-tv", 0);
     let mut raop = config.raop_config(0);
     raop.max_sessions = usize::MAX;
     serve_on_loopback(
-        Arc::new(AirplayService::new(config, raop)),
+        Arc::new(AirplayCore::new(config, raop)),
         "bench-tv",
         "airplay",
     )

@@ -21,8 +21,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use airtwin_simulators::device::Settings;
+use airtwin_simulators::protocol_core::ProtocolCore;
 use airtwin_simulators::raop::keys;
-use airtwin_simulators::service::Service;
 use anyhow::Result;
 use tokio::sync::watch;
 
@@ -66,7 +66,7 @@ pub fn rsa_ops_per_sec(threads: usize, dur: Duration, which: RsaImpl) -> f64 {
 }
 
 /// Serves `service` on 127.0.0.1:0 with no faults until the returned sender flips.
-pub(crate) async fn serve_on_loopback<S: Service>(
+pub(crate) async fn serve_on_loopback<S: ProtocolCore>(
     service: Arc<S>,
     name: &str,
     service_name: &str,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use airtwin_simulators::raop::challenge::{self, encode_b64};
-use airtwin_simulators::raop::{keys, RaopConfig, RaopService};
+use airtwin_simulators::raop::{keys, RaopConfig, RaopCore};
 use anyhow::{bail, Result};
 use rand::{Rng, SeedableRng};
 use tokio::sync::watch;
@@ -18,7 +18,7 @@ use super::{rate, rsa_ops_per_sec, serve_on_loopback, RsaImpl};
 pub(super) async fn start_device() -> Result<(SocketAddr, watch::Sender<bool>)> {
     let mut config = RaopConfig::airport_express("bench");
     config.max_sessions = usize::MAX;
-    serve_on_loopback(Arc::new(RaopService::new(config)), "bench", "raop").await
+    serve_on_loopback(Arc::new(RaopCore::new(config)), "bench", "raop").await
 }
 
 /// One full sender handshake on a new connection: OPTIONS+challenge, ANNOUNCE+rsaaeskey, SETUP,

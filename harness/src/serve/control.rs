@@ -111,7 +111,7 @@ impl ServeState {
 }
 
 /// The `<instance>.<service>.local` names of a device's records.
-pub fn mdns_names(r: &airtwin_simulators::discovery::HostRecords) -> Vec<Value> {
+pub fn mdns_names(r: &airtwin_simulators::wire::dns_sd::HostRecords) -> Vec<Value> {
     r.services
         .iter()
         .map(|s| {

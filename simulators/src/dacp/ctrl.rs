@@ -3,12 +3,12 @@
 //! transport commands the player carries out.
 
 use super::pairing::parse_guid;
-use super::server::{DacpService, Inner};
-use crate::service::{Context, Outcome};
+use super::server::{DacpCore, Inner};
+use crate::protocol_core::{Context, Outcome};
 use crate::wire::dmap::Item;
 use crate::wire::{Request, Response};
 
-impl DacpService {
+impl DacpCore {
     /// Answers `/ctrl-int/1/<cmd>` for a logged-in remote.
     pub(super) fn ctrl(
         &self,

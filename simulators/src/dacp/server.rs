@@ -24,7 +24,7 @@ use serde::Serialize;
 
 use super::pairing::{format_guid, parse_guid};
 use super::state::{Player, TimelineStep, Track};
-use crate::service::{Changes, ConnInfo, Context, Outcome, Service};
+use crate::protocol_core::{Changes, ConnInfo, Context, Outcome, ProtocolCore};
 use crate::wire::dmap::{self, Item};
 use crate::wire::{Request, Response};
 
@@ -53,7 +53,7 @@ pub(super) struct Inner {
 }
 
 /// The DACP server core, shared by every connection of one device.
-pub struct DacpService {
+pub struct DacpCore {
     pub config: DacpConfig,
     inner: Mutex<Inner>,
     /// Bumped on every state change; long polls wait on it.
@@ -84,7 +84,7 @@ enum Auth {
     Session,
 }
 
-impl DacpService {
+impl DacpCore {
     pub fn new(config: DacpConfig) -> Self {
         let player = Player::new(&config.now_playing, config.artwork.clone(), config.start);
         let inner = Inner {
@@ -96,7 +96,7 @@ impl DacpService {
             logins: 0,
             refused_logins: 0,
         };
-        DacpService {
+        DacpCore {
             config,
             inner: Mutex::new(inner),
             changes: Changes::default(),
@@ -385,7 +385,7 @@ impl DacpService {
     }
 }
 
-impl Service for DacpService {
+impl ProtocolCore for DacpCore {
     type Conn = DacpConn;
 
     fn open(&self, _conn: &ConnInfo) -> DacpConn {
@@ -453,7 +453,7 @@ mod tests {
         SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000)
     }
 
-    fn get(svc: &DacpService, uri: &str, now: SystemTime) -> Outcome {
+    fn get(svc: &DacpCore, uri: &str, now: SystemTime) -> Outcome {
         let info = conn();
         let params = CoreParams::default();
         let mut cx = Context::new(&info, now, &params);
@@ -468,7 +468,7 @@ mod tests {
         }
     }
 
-    fn login(svc: &DacpService) -> u32 {
+    fn login(svc: &DacpCore) -> u32 {
         let r = answer(get(
             svc,
             "/login?pairing-guid=0x0000000000000001&hasFP=1",
@@ -483,7 +483,7 @@ mod tests {
 
     #[test]
     fn known_guid_logs_in_and_unknown_gets_503() {
-        let svc = DacpService::new(DacpConfig::itunes("lib", t0()));
+        let svc = DacpCore::new(DacpConfig::itunes("lib", t0()));
         let sid = login(&svc);
         assert!(sid > 0);
         let r = answer(get(&svc, "/login?pairing-guid=0x00000000000000FF", t0()));
@@ -497,8 +497,8 @@ mod tests {
 
     #[test]
     fn session_ids_come_from_the_seed() {
-        let a = DacpService::new(DacpConfig::itunes("lib", t0()));
-        let b = DacpService::new(DacpConfig::itunes("lib", t0()));
+        let a = DacpCore::new(DacpConfig::itunes("lib", t0()));
+        let b = DacpCore::new(DacpConfig::itunes("lib", t0()));
         assert_eq!(login(&a), login(&b));
     }
 
@@ -506,7 +506,7 @@ mod tests {
     fn requests_without_a_valid_session_get_403_and_sessions_expire() {
         let mut cfg = DacpConfig::itunes("lib", t0());
         cfg.session_timeout = Duration::from_secs(5);
-        let svc = DacpService::new(cfg);
+        let svc = DacpCore::new(cfg);
         assert_eq!(answer(get(&svc, "/ctrl-int/1/pause", t0())).status, 403);
         let sid = login(&svc);
         let uri = format!("/ctrl-int/1/pause?session-id={sid}");
@@ -517,7 +517,7 @@ mod tests {
 
     #[test]
     fn playstatusupdate_answers_a_new_revision_and_waits_on_the_current_one() {
-        let svc = DacpService::new(DacpConfig::itunes("lib", t0()));
+        let svc = DacpCore::new(DacpConfig::itunes("lib", t0()));
         let sid = login(&svc);
         let r = answer(get(
             &svc,
@@ -555,7 +555,7 @@ mod tests {
 
     #[test]
     fn gzip_only_when_asked() {
-        let svc = DacpService::new(DacpConfig::itunes("lib", t0()));
+        let svc = DacpCore::new(DacpConfig::itunes("lib", t0()));
         let info = conn();
         let params = CoreParams::default();
         let mut cx = Context::new(&info, t0(), &params);
@@ -571,7 +571,7 @@ mod tests {
 
     #[test]
     fn bad_input_gets_4xx_with_a_reason() {
-        let svc = DacpService::new(DacpConfig::itunes("lib", t0()));
+        let svc = DacpCore::new(DacpConfig::itunes("lib", t0()));
         assert_eq!(
             answer(get(&svc, "/login?pairing-guid=0xnothex", t0())).status,
             400

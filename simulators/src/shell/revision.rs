@@ -1,12 +1,12 @@
 //! The shell's side of a core's [`Changes`]: a tokio watch that follows its revision, so that
-//! deferred answers ([`crate::service::Outcome::Wait`]) and callers of the control API can await a
+//! deferred answers ([`crate::protocol_core::Outcome::Wait`]) and callers of the control API can await a
 //! change the core made from any path (another connection, the control API, a timer).
 
 use std::sync::Arc;
 
 use tokio::sync::watch;
 
-use crate::service::Changes;
+use crate::protocol_core::Changes;
 
 /// A receiver that holds `changes`' revision and sees every later bump.
 pub fn watch(changes: &Changes) -> watch::Receiver<u64> {

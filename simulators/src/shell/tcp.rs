@@ -18,7 +18,7 @@ use super::Recorder;
 use crate::connection::{Connection, End};
 use crate::event::EventKind;
 use crate::fault::FaultPlan;
-use crate::service::{Changes, ConnInfo, Service};
+use crate::protocol_core::{Changes, ConnInfo, ProtocolCore};
 use crate::wire::Limits;
 
 /// What every shell of a device shares.
@@ -51,7 +51,7 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 }
 
 /// Accepts connections until shutdown, each handled by `service` in its own task.
-pub fn spawn<S: Service>(
+pub fn spawn<S: ProtocolCore>(
     listener: TcpListener,
     service: Arc<S>,
     cfg: ShellConfig,
@@ -99,7 +99,7 @@ pub fn spawn<S: Service>(
     })
 }
 
-async fn connection<S: Service>(
+async fn connection<S: ProtocolCore>(
     mut stream: TcpStream,
     info: ConnInfo,
     service: Arc<S>,
@@ -153,7 +153,7 @@ async fn connection<S: Service>(
 /// Runs the connection until it ends: records its events, writes its bytes, opens its UDP ports,
 /// and waits for whichever comes first of the socket, its timer, its core's revision and the
 /// device stopping.
-async fn serve<S: Service>(
+async fn serve<S: ProtocolCore>(
     stream: &mut TcpStream,
     conn: &mut Connection<S>,
     cfg: &ShellConfig,

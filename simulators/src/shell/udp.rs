@@ -11,7 +11,7 @@ use tracing::debug;
 
 use super::tcp::ShellConfig;
 use crate::connection::DatagramPort;
-use crate::service::UdpRequest;
+use crate::protocol_core::UdpRequest;
 
 /// Binds `ip:0` and serves it until the device stops, or until `closed` flips (the connection
 /// that opened it ended): then it handles what is already queued and stops.

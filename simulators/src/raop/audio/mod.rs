@@ -2,7 +2,7 @@
 //! capture of what arrived, fed by the three UDP ports SETUP opens (server, control, timing).
 //!
 //! Sans-IO: [`AudioReceiver`] gets datagrams and the time from the shell through
-//! [`DatagramHandler`](crate::service::DatagramHandler) and answers with datagrams; it never
+//! [`DatagramHandler`](crate::protocol_core::DatagramHandler) and answers with datagrams; it never
 //! touches a socket or a clock.
 //! Nothing here panics on arbitrary datagrams: every parser is length-checked and the third-party
 //! ALAC decoder (which asserts on some corrupt input) runs under `catch_unwind`.

@@ -8,8 +8,8 @@ use std::time::SystemTime;
 use super::capture::{Capture, CaptureStats};
 use super::crypto::{decrypt_payload, AesParams};
 use super::format::AudioFormat;
+use crate::protocol_core::DatagramHandler;
 use crate::raop::rtp::{self, SyncPacket};
-use crate::service::DatagramHandler;
 use crate::wire::sdp::Announce;
 
 /// The three UDP ports of a RAOP session (named as the SETUP `Transport` header names them).

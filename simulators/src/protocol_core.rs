@@ -80,14 +80,14 @@ pub struct UdpRequest {
 pub enum Outcome {
     /// Send this response.
     Respond(Response),
-    /// Open these UDP ports on the device's address, then call [`Service::complete`] with their
+    /// Open these UDP ports on the device's address, then call [`ProtocolCore::complete`] with their
     /// port numbers, in order, to get the response (RAOP SETUP).
     OpenUdp(Vec<UdpRequest>),
     /// Send this response, then close the connection.
     RespondAndClose(Response),
     /// Answer later (a long poll, a slow device). The shell waits until the device's [`Changes`]
     /// revision differs from `after_revision`, or `until` (wall-clock) arrives, whichever is
-    /// first, then calls [`Service::resume`] with the same request, which may wait again. With
+    /// first, then calls [`ProtocolCore::resume`] with the same request, which may wait again. With
     /// neither set it waits until the device stops. While waiting the shell keeps reading, so a
     /// peer that goes away ends the wait; bytes it sends meanwhile are kept for the next request.
     Wait {
@@ -155,7 +155,7 @@ impl Changes {
 }
 
 /// A device's protocol core as a TCP shell drives it.
-pub trait Service: Send + Sync + 'static {
+pub trait ProtocolCore: Send + Sync + 'static {
     /// Per-connection state.
     type Conn: Send + 'static;
 
