@@ -5,7 +5,7 @@
 //! - [`fairplay`]: `POST /fp-setup`, the FPLY phases 1 and 3 with their fixed replies;
 //! - [`video`]: the classic AirPlay video API (`/play`, `/playback-info`, `/scrub`, `/rate`,
 //!   `/stop`, `/server-info`) on a simulated clock;
-//! - [`service`]: the [`crate::protocol_core::ProtocolCore`] that routes those and hands every RAOP audio
+//! - [`server`]: the [`crate::protocol_core::ProtocolCore`] that routes those and hands every RAOP audio
 //!   request to the AirPort Express core ([`crate::raop::RaopCore`]), which it wraps.
 
 pub mod fairplay;
