@@ -13,7 +13,7 @@ pub const MIN_ALAC_FRAMES_PER_PACKET: u32 = 9;
 pub const MAX_ALAC_FRAMES_PER_PACKET: u32 = 1 << 16;
 
 /// The ALAC `fmtp` numbers RAOP senders announce: `frames_per_packet 0 16 40 10 14 channels 255
-/// 0 0 rate` (docs/protocols/raop.md; the seed SDP has `4096 0 16 40 10 14 2 255 0 0 44100`). In order:
+/// 0 0 rate` (docs/protocols/raop.md; the example ANNOUNCE there has `4096 0 16 40 10 14 2 255 0 0 44100`). In order:
 /// frame length, compatible version, bit depth, rice history mult, rice initial history, rice
 /// limit, channels, max run, max frame bytes, average bit rate, sample rate. 40/10/14 are also the
 /// rice parameters `alac-encoder` writes into its magic cookie, so its frames decode with them.
