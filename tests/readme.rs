@@ -82,9 +82,9 @@ fn every_sh_block_of_the_readme_runs() {
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
 
-/// The README's first set-up command, exactly: installs peers, builds release, runs every built-in
-/// scenario against the real clients, and writes the JUnit report. Its release build goes to a
-/// target folder of its own, so that it never waits on the lock of the `cargo test` running it.
+/// The README's first set-up command: installs peers, builds, runs every built-in scenario against
+/// the real clients, and writes the JUnit report. It uses the debug build this test suite already
+/// made (`AIRTWIN_PROFILE=dev`), so the dependency tree is compiled once, not again in release.
 #[test]
 fn readme_conformance_command_passes_every_builtin_scenario() {
     require_peers();
@@ -93,7 +93,7 @@ fn readme_conformance_command_passes_every_builtin_scenario() {
     let out = Command::new("timeout")
         .args(["-k", "10", "1500", "ci/conformance"])
         .current_dir(root())
-        .env("CARGO_TARGET_DIR", root().join("target/readme-conformance"))
+        .env("AIRTWIN_PROFILE", "dev")
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -21,6 +21,10 @@ use crate::fault::{self, FaultPlan, Preempt, RequestFacts, Verdict};
 use crate::protocol_core::{ConnInfo, Context, Note, Outcome, ProtocolCore, UdpRequest};
 use crate::wire::{self, Limits, Request, Response};
 
+/// The `tracing` target of protocol warnings (input a real device would not expect), so a front
+/// end can show or hide them apart from other logs: they are events too, in every transcript.
+pub const PROTOCOL_WARNING_TARGET: &str = "airtwin::protocol_warning";
+
 /// How a connection ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum End {
@@ -442,7 +446,7 @@ impl<S: ProtocolCore> Connection<S> {
         for note in exchange.notes {
             self.events.push_back(match note {
                 Note::Warning(message) => {
-                    warn!(%message, "protocol warning");
+                    warn!(target: PROTOCOL_WARNING_TARGET, %message, "protocol warning");
                     EventKind::Warning { message }
                 }
                 Note::Info(message) => EventKind::Note { message },

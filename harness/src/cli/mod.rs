@@ -75,12 +75,14 @@ pub enum Command {
     Serve {
         /// A scenario whose devices (and faults) to serve.
         scenario: Option<PathBuf>,
-        /// One device of a kind with built-in defaults: KIND or KIND=NAME.
+        /// A device of a kind with built-in defaults: KIND or KIND=NAME; repeat it to serve
+        /// several (names must differ).
         #[arg(long, conflicts_with = "scenario")]
-        device: Option<String>,
-        /// Port for --device (0: any free port).
-        #[arg(long, default_value_t = 0, requires = "device")]
-        port: u16,
+        device: Vec<String>,
+        /// Port of the device given by the --device in the same position (0 or absent: any free
+        /// port); repeat it for several devices.
+        #[arg(long, requires = "device")]
+        port: Vec<u16>,
         /// Write {"devices":[…]} JSON here once every device listens.
         #[arg(long)]
         ready_file: Option<PathBuf>,
@@ -114,7 +116,10 @@ pub enum Command {
 /// Runs a parsed command line and turns its result into the exit status (2, with the error's
 /// context chain on stderr, when the command could not run).
 pub fn main(cli: Cli) -> ExitCode {
-    init_logging(cli.log_format);
+    // A scenario's protocol warnings are results (transcript, JUnit, `warnings`/`no_warnings`),
+    // often expected on purpose: `run` does not repeat them as log lines unless RUST_LOG asks.
+    let quiet_warnings = matches!(cli.command, Command::Run { .. });
+    init_logging(cli.log_format, quiet_warnings);
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -144,9 +149,17 @@ fn exit_code(ok: bool) -> ExitCode {
     }
 }
 
-fn init_logging(format: LogFormat) {
+fn init_logging(format: LogFormat, quiet_warnings: bool) {
+    let default = if quiet_warnings {
+        format!(
+            "warn,{}=off",
+            airtwin_simulators::connection::PROTOCOL_WARNING_TARGET
+        )
+    } else {
+        "warn".to_string()
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -181,15 +194,12 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
             dns_sd_port,
             control,
         } => {
-            let what = match (scenario, device) {
-                (Some(file), _) => serve::What::Scenario(scenario::load_file(&file)?),
-                (None, Some(d)) => {
-                    let (kind, name) = serve::parse_device_arg(&d)?;
-                    serve::What::Device { kind, name, port }
-                }
-                (None, None) => {
+            let what = match scenario {
+                Some(file) => serve::What::Scenario(scenario::load_file(&file)?),
+                None if device.is_empty() => {
                     anyhow::bail!("serve needs a SCENARIO file or --device KIND[=NAME]")
                 }
+                None => serve::What::Devices(serve::device_args(&device, &port)?),
             };
             let opts = serve::ServeOptions {
                 ready_file,

@@ -22,12 +22,37 @@ use control::ServeState;
 /// What `serve` starts.
 pub enum What {
     Scenario(Loaded),
-    /// `--device KIND[=NAME]`, with `--port`.
-    Device {
-        kind: DeviceKind,
-        name: String,
-        port: u16,
-    },
+    /// `--device KIND[=NAME]` (repeatable), each with its `--port`.
+    Devices(Vec<DeviceArg>),
+}
+
+/// One `--device` of the command line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceArg {
+    pub kind: DeviceKind,
+    pub name: String,
+    pub port: u16,
+}
+
+/// The `--device` and `--port` lists: the i-th port goes to the i-th device (0 when absent).
+pub fn device_args(devices: &[String], ports: &[u16]) -> Result<Vec<DeviceArg>> {
+    if ports.len() > devices.len() {
+        anyhow::bail!(
+            "{} --port but {} --device: each --port goes to the --device in the same position",
+            ports.len(),
+            devices.len()
+        );
+    }
+    let mut out: Vec<DeviceArg> = Vec::new();
+    for (i, arg) in devices.iter().enumerate() {
+        let (kind, name) = parse_device_arg(arg)?;
+        if out.iter().any(|d| d.name == name) {
+            anyhow::bail!("two devices named {name:?}: give each --device its own KIND=NAME");
+        }
+        let port = ports.get(i).copied().unwrap_or(0);
+        out.push(DeviceArg { kind, name, port });
+    }
+    Ok(out)
 }
 
 /// The ready file: `{"devices":[{"name","kind","address","ports":{...},"identity":{...},
@@ -107,22 +132,28 @@ pub async fn serve(what: What, opts: ServeOptions) -> Result<()> {
     crate::bench::scale::raise_fd_limit();
     let loaded = match what {
         What::Scenario(l) => l,
-        What::Device { kind, name, port } => Loaded {
+        What::Devices(devices) => Loaded {
             file: PathBuf::from("."),
             scenario: Scenario {
-                name: format!("serve-{name}"),
-                description: format!("one {} from the command line", kind.as_str()),
+                name: format!(
+                    "serve-{}",
+                    devices.iter().map(|d| d.name.as_str()).collect::<Vec<_>>().join("-")
+                ),
+                description: "devices from the command line".into(),
                 seed: 0,
-                devices: vec![DeviceSpec {
-                    kind,
-                    name,
-                    port,
-                    identity: Identity::default(),
-                    max_sessions: None,
-                    idle_timeout: None,
-                    dacp: None,
-                    address: None,
-                }],
+                devices: devices
+                    .into_iter()
+                    .map(|d| DeviceSpec {
+                        kind: d.kind,
+                        name: d.name,
+                        port: d.port,
+                        identity: Identity::default(),
+                        max_sessions: None,
+                        idle_timeout: None,
+                        dacp: None,
+                        address: None,
+                    })
+                    .collect(),
                 clients: Vec::new(),
                 faults: Vec::new(),
                 expect: Vec::new(),
@@ -262,5 +293,27 @@ pub async fn wait_for_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_args_pair_ports_by_position_and_refuse_clashes() {
+        let devices = ["airport-express=den".to_string(), "apple-tv".to_string()];
+        let got = device_args(&devices, &[5000]).unwrap();
+        assert_eq!(got[0].name, "den");
+        assert_eq!(got[0].port, 5000);
+        assert_eq!((got[1].name.as_str(), got[1].port), ("apple-tv", 0));
+        assert_eq!(got[1].kind, DeviceKind::parse("apple-tv").unwrap());
+        let twice = ["itunes".to_string(), "itunes".to_string()];
+        let e = device_args(&twice, &[]).unwrap_err().to_string();
+        assert!(e.contains("two devices named \"itunes\""), "{e}");
+        let e = device_args(&devices, &[1, 2, 3]).unwrap_err().to_string();
+        assert!(e.contains("3 --port but 2 --device"), "{e}");
+        let e = device_args(&["toaster".to_string()], &[]).unwrap_err().to_string();
+        assert!(e.contains("unknown device kind"), "{e}");
     }
 }
