@@ -137,7 +137,11 @@ pub async fn serve(what: What, opts: ServeOptions) -> Result<()> {
             scenario: Scenario {
                 name: format!(
                     "serve-{}",
-                    devices.iter().map(|d| d.name.as_str()).collect::<Vec<_>>().join("-")
+                    devices
+                        .iter()
+                        .map(|d| d.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join("-")
                 ),
                 description: "devices from the command line".into(),
                 seed: 0,
@@ -313,7 +317,9 @@ mod tests {
         assert!(e.contains("two devices named \"itunes\""), "{e}");
         let e = device_args(&devices, &[1, 2, 3]).unwrap_err().to_string();
         assert!(e.contains("3 --port but 2 --device"), "{e}");
-        let e = device_args(&["toaster".to_string()], &[]).unwrap_err().to_string();
+        let e = device_args(&["toaster".to_string()], &[])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("unknown device kind"), "{e}");
     }
 }
