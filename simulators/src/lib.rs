@@ -29,6 +29,7 @@ pub mod fault;
 pub mod raop;
 pub mod service;
 pub mod shell;
+pub mod spotify_ap;
 pub mod wire;
 
 pub use device::{AirportExpress, AppleTv, Device, Itunes};
