@@ -11,8 +11,8 @@ use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex, RwLock};
 
-use airtwin_simulators::discovery::{host_label, HostRecords, SharedRecords};
 use airtwin_simulators::shell::{dns_sd, mdns};
+use airtwin_simulators::wire::dns_sd::{host_label, HostRecords, SharedRecords};
 use anyhow::{bail, Context as _, Result};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};

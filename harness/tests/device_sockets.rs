@@ -1,5 +1,5 @@
 //! The simulated AirPort Express over real sockets: every test starts its own device in-process
-//! (`Settings::shell` + `RaopService`, as `bench::start_device` does) on 127.0.0.1 port 0, talks to it
+//! (`Settings::shell` + `RaopCore`, as `bench::start_device` does) on 127.0.0.1 port 0, talks to it
 //! with plain tokio TCP/UDP sockets, and checks both what came back on the wire and what the
 //! device's `Recorder` holds. Random input is drawn from seeded ChaCha generators, so a failure
 //! replays with the same bytes.
@@ -15,11 +15,12 @@ use airtwin::clients::raop::{self as reference, Options};
 use airtwin::expect::audio_match::{compare, read_wav};
 use airtwin::scenario::ChallengeOn;
 use airtwin_simulators::device::Settings;
-use airtwin_simulators::event::{Event, EventKind, Recorder};
+use airtwin_simulators::event::{Event, EventKind};
 use airtwin_simulators::fault::{Action, Fault, FaultPlan, Match};
 use airtwin_simulators::raop::audio::encode_l16;
 use airtwin_simulators::raop::sender::RtpSender;
-use airtwin_simulators::raop::{RaopConfig, RaopService};
+use airtwin_simulators::raop::{RaopConfig, RaopCore};
+use airtwin_simulators::shell::Recorder;
 use airtwin_simulators::wire::transport::Transport;
 use airtwin_simulators::wire::{self, Limits, Response};
 use rand::{Rng, SeedableRng};
@@ -44,7 +45,7 @@ const SDP_L16: &str = "v=0\r\no=iTunes 3413821438 0 IN IP4 127.0.0.1\r\ns=iTunes
 
 struct Device {
     addr: SocketAddr,
-    service: Arc<RaopService>,
+    service: Arc<RaopCore>,
     recorder: Arc<Recorder>,
     shutdown: watch::Sender<bool>,
 }
@@ -64,7 +65,7 @@ async fn start_device(
     let mut config = RaopConfig::airport_express(name);
     config.seed = 7;
     tweak(&mut config);
-    let service = Arc::new(RaopService::new(config));
+    let service = Arc::new(RaopCore::new(config));
     let recorder = Recorder::shared();
     let (shutdown, rx) = watch::channel(false);
     let shell = Settings {

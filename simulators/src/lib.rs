@@ -1,9 +1,37 @@
 //! airtwin's simulated devices.
 //!
-//! Each protocol is a sans-IO core (`raop`, …) driven by the shared tokio shell (`shell`) through
-//! the [`service::Service`] contract; faults are applied at one seam ([`fault`]) between the two,
-//! and everything that happens is recorded as [`event::Event`]s. A device kind ([`device`])
-//! combines cores on ports; its builder starts one inside any tokio runtime, without the harness:
+//! Each protocol is a sans-IO core (`raop`, …) driven through the [`protocol_core::ProtocolCore`] contract by
+//! the sans-IO [`connection::Connection`], which frames requests and applies the fault seam
+//! ([`fault`]); the tokio shell (`shell`) only moves its bytes and keeps its timers, and everything
+//! that happens is recorded as [`event::Event`]s.
+//!
+//! The shell is the default `shell` feature: without it (`--no-default-features`) the crate builds
+//! without tokio, so no core can reach a socket or a timer.
+//!
+//! ```text
+//!  socket ─▶ shell (tokio) ─▶ connection::Connection ─▶ fault::FaultPlan ─▶ ProtocolCore
+//!  socket ◀─ shell (tokio) ◀─ connection::Connection ◀─ fault edits      ◀─ Outcome
+//!                                     └──▶ event::EventKind ─▶ shell::Recorder
+//! ```
+//!
+//! | module | concept |
+//! |---|---|
+//! | [`wire`] | codecs: RTSP/HTTP framing and messages, SDP, `Transport`, DMAP, plists, DNS-SD answers |
+//! | [`raop`] | the AirTunes v2 receiver (RSA challenge, ANNOUNCE keys, RTP audio) and the sending half |
+//! | [`airplay`] | the Apple TV's AirPlay port: `/info`, FairPlay `fp-setup`, the video API |
+//! | [`dacp`] | the DACP/DMAP library server, now-playing state, pairing, a fake remote |
+//! | [`fault`] | the one fault table, its validation, the seeded plan, response edits |
+//! | [`connection`] | the sans-IO connection driver: framing, the fault seam, events |
+//! | [`protocol_core`] | the contract between a core and the driver |
+//! | [`event`] | what happened, as the transcript and expectations read it |
+//! | `device` | device kinds combining cores on ports, their builders, the `Device` handle (feature `shell`) |
+//! | `shell` | tokio sockets and timers, the recorder, mDNS and unicast DNS-SD (feature `shell`) |
+//!
+//! Protocol facts and their public sources: `docs/protocols/`; the whole design:
+//! `docs/architecture.md`.
+//!
+//! A device kind ([`device`]) combines cores on ports; its builder starts one inside any tokio
+//! runtime, without the harness:
 //!
 //! ```
 //! # use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -21,17 +49,20 @@
 //! ```
 
 pub mod airplay;
+pub mod connection;
 pub mod dacp;
+#[cfg(feature = "shell")]
 pub mod device;
-pub mod discovery;
 pub mod event;
 pub mod fault;
+pub mod protocol_core;
 pub mod raop;
-pub mod service;
+#[cfg(feature = "shell")]
 pub mod shell;
 pub mod spotify_ap;
 pub mod wire;
 
+#[cfg(feature = "shell")]
 pub use device::{AirportExpress, AppleTv, Device, Itunes};
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::time::SystemTime;
 
 use crate::fault::CoreParams;
-use crate::service::{ConnInfo, Context, Note, Outcome, Service};
+use crate::protocol_core::{ConnInfo, Context, Note, Outcome, ProtocolCore};
 use crate::wire::{Protocol, Request, Response};
 
 /// An ANNOUNCE body for clear big-endian 16-bit stereo PCM, as pyatv sends it.
@@ -31,7 +31,7 @@ pub fn rtsp(method: &str, uri: &str, cseq: u32) -> Request {
 
 /// Runs one request through `svc`: the response and the core's notes. SETUP's UDP ports are
 /// 6000-6002; a core that defers its answer fails the test.
-pub fn drive<S: Service>(
+pub fn drive<S: ProtocolCore>(
     svc: &S,
     c: &mut S::Conn,
     info: &ConnInfo,

@@ -16,10 +16,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use airtwin_simulators::dacp::pairing::{self, CodeFormat, PairCall};
-use airtwin_simulators::dacp::remote::{RemoteAnswer, RemoteConfig, RemoteService};
-use airtwin_simulators::dacp::DacpService;
-use airtwin_simulators::event::{Event, EventKind, Recorder};
+use airtwin_simulators::dacp::remote::{RemoteAnswer, RemoteConfig, RemoteCore};
+use airtwin_simulators::dacp::DacpCore;
+use airtwin_simulators::event::{Event, EventKind};
 use airtwin_simulators::fault::{Fault, FaultPlan, Scope};
+use airtwin_simulators::shell::Recorder;
 use airtwin_simulators::shell::{self, ShellConfig};
 use airtwin_simulators::wire::{self, Limits};
 use anyhow::{bail, Context as _, Result};
@@ -116,7 +117,7 @@ fn start(argv: &[String], env: &BTreeMap<String, String>, cwd: &Path) -> Result<
 #[allow(clippy::too_many_arguments)]
 pub async fn run(
     spec: &PairClientSpec,
-    dacp: Option<Arc<DacpService>>,
+    dacp: Option<Arc<DacpCore>>,
     argv: Option<Vec<String>>,
     env: &BTreeMap<String, String>,
     cwd: &Path,
@@ -383,7 +384,7 @@ pub struct RemoteOptions {
 /// `airtwin client remote-pair`: serves `/pair` on 127.0.0.1 until one request is answered or the
 /// timeout passes. Exit status 0 when a pairing was answered 200.
 pub async fn remote(opts: RemoteOptions) -> Result<bool> {
-    let service = Arc::new(RemoteService::new(opts.config.clone()));
+    let service = Arc::new(RemoteCore::new(opts.config.clone()));
     let listener = shell::bind(SocketAddr::from(([127, 0, 0, 1], opts.port))).await?;
     let port = listener.local_addr()?.port();
     let (stop_tx, stop_rx) = watch::channel(false);

@@ -315,7 +315,7 @@ pub struct PairClientSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub servicename: Option<String>,
     /// How the code is written: `upper` (default), `lower`, `short` (31 characters), `naive`
-    /// (the seeds' md5(Pair + pin), a wrong code).
+    /// (the naive md5(Pair + pin) some write-ups give, a wrong code: docs/protocols/dacp.md).
     #[serde(default)]
     pub code_format: PairCodeFormat,
     /// The remote's address (`127.0.0.1:PORT`), when it is already listening.

@@ -1,9 +1,9 @@
 //! `GET /info`: who the Apple TV says it is, as a binary plist (docs/protocols/airplay.md).
 //!
-//! The seed's answer holds deviceID, features, keepAliveLowPower, keepAliveSendStatsAsBody,
+//! A real answer holds deviceID, features, keepAliveLowPower, keepAliveSendStatsAsBody,
 //! macAddress, model, name, sourceVersion, statusFlags, pi, pk (data), vv, audioFormats,
-//! audioLatencies and displays; the notes add initialVolume, and say the last four come only when
-//! the request carries a `CSeq`. A request body whose `qualifier` is `["txtAirPlay"]` asks for the
+//! audioLatencies and displays, plus initialVolume; the last four come only when the request
+//! carries a `CSeq` (docs/protocols/airplay.md). A request body whose `qualifier` is `["txtAirPlay"]` asks for the
 //! `_airplay._tcp` TXT record alone.
 
 use std::io::Cursor;

@@ -5,13 +5,13 @@
 //! - [`fairplay`]: `POST /fp-setup`, the FPLY phases 1 and 3 with their fixed replies;
 //! - [`video`]: the classic AirPlay video API (`/play`, `/playback-info`, `/scrub`, `/rate`,
 //!   `/stop`, `/server-info`) on a simulated clock;
-//! - [`service`]: the [`crate::service::Service`] that routes those and hands every RAOP audio
-//!   request to the AirPort Express core ([`crate::raop::RaopService`]), which it wraps.
+//! - [`server`]: the [`crate::protocol_core::ProtocolCore`] that routes those and hands every RAOP audio
+//!   request to the AirPort Express core ([`crate::raop::RaopCore`]), which it wraps.
 
-pub mod discovery;
 pub mod fairplay;
 pub mod info;
-pub mod service;
+pub mod records;
+pub mod server;
 pub mod video;
 
-pub use service::{AirplayConfig, AirplayService, AirplayState};
+pub use server::{AirplayConfig, AirplayCore, AirplayState};

@@ -7,7 +7,7 @@
 //! (docs/protocols/dacp.md, "Pairing").
 //!
 //! The code is MD5(Pair ‖ each PIN digit followed by one 0x00 byte) as 32 upper-case hex
-//! characters. The seeds' `md5(Pair + pin)` is a simplification; the notes' vectors pin this down.
+//! characters. The `md5(Pair + pin)` some write-ups give is a simplification; the vectors in docs/protocols/dacp.md pin this down.
 //! Remotes compare without regard to case (pyatv lower-cases both sides: docs/peers.md).
 //!
 //! The remote's side, a fake remote serving `/pair`, is [`super::remote`].
@@ -59,7 +59,7 @@ pub enum CodeFormat {
     Lower,
     /// The code cut to 31 characters: a malformed code.
     Short,
-    /// `md5(Pair + pin)` of the seeds, without the NUL bytes: a wrong code.
+    /// `md5(Pair + pin)` of some write-ups, without the NUL bytes: a wrong code.
     Naive,
 }
 

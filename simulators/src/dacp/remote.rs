@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use crate::fault::{Action, Fault, Match};
-use crate::service::{ConnInfo, Context, Outcome, Service};
+use crate::protocol_core::{ConnInfo, Context, Outcome, ProtocolCore};
 use crate::wire::dmap::{self, Item};
 use crate::wire::{Request, Response};
 
@@ -144,18 +144,18 @@ pub fn handle_pair(req: &Request, cfg: &RemoteConfig) -> (Response, Option<PairO
     (resp, outcome)
 }
 
-/// The fake remote's `/pair` server, as a [`Service`] the TCP shell carries.
-pub struct RemoteService {
+/// The fake remote's `/pair` server, as a [`ProtocolCore`] the TCP shell carries.
+pub struct RemoteCore {
     pub config: RemoteConfig,
 }
 
-impl RemoteService {
+impl RemoteCore {
     pub fn new(config: RemoteConfig) -> Self {
-        RemoteService { config }
+        RemoteCore { config }
     }
 }
 
-impl Service for RemoteService {
+impl ProtocolCore for RemoteCore {
     type Conn = ();
 
     fn open(&self, _conn: &ConnInfo) {}
@@ -185,7 +185,7 @@ impl Service for RemoteService {
 mod tests {
     use super::*;
     use crate::dacp::pairing::{parse_answer, CodeFormat, PairCall, PairError};
-    use crate::fault::{apply_edits, preempt_response, Exchange, FaultPlan, Preempt};
+    use crate::fault::{apply_edits, preempt_response, FaultPlan, Preempt, RequestFacts};
 
     fn remote(pin: &str) -> RemoteConfig {
         RemoteConfig {
@@ -211,7 +211,7 @@ mod tests {
     fn answered(answer: RemoteAnswer, delay: Duration) -> (Response, Duration) {
         let req = call("1234", CodeFormat::Upper).request("h");
         let plan = FaultPlan::new(1, answer.faults(delay));
-        let verdict = plan.on_request(&Exchange {
+        let verdict = plan.on_request(&RequestFacts {
             device: "remote",
             connection: 0,
             request: 0,

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::{Builder, Device, Kind, Parts, SpawnError};
-use crate::discovery::ServiceRecord;
-use crate::raop::{keys, RaopConfig, RaopService};
+use crate::raop::{keys, RaopConfig, RaopCore};
+use crate::wire::dns_sd::ServiceRecord;
 
 /// The AirPort Express kind; [`AirportExpress::builder`] starts one.
 pub struct AirportExpress;
@@ -49,7 +49,7 @@ impl Builder<AirportExpressConfig> {
             .raop
             .unwrap_or_else(|| AirportExpress::config(&s.name, s.seed));
         let shell = s.shell();
-        let service = Arc::new(RaopService::new(config));
+        let service = Arc::new(RaopCore::new(config));
         let (port, task) = shell.serve(service.clone(), "raop", s.port).await?;
         let parts = Parts {
             raop: Some(service),
@@ -65,7 +65,7 @@ impl Builder<AirportExpressConfig> {
 }
 
 /// The ready-file identity of a RAOP receiver: `mac`, `model`, `public_key`.
-pub(super) fn raop_identity(s: &RaopService, identity: &mut BTreeMap<String, String>) {
+pub(super) fn raop_identity(s: &RaopCore, identity: &mut BTreeMap<String, String>) {
     identity.insert("mac".into(), s.config.mac_string());
     identity.insert("model".into(), s.config.model.clone());
     identity.insert(
@@ -109,7 +109,7 @@ mod tests {
     use crate::device::tests::offline;
 
     fn device() -> Device {
-        let raop = Arc::new(RaopService::new(AirportExpress::config("Kitchen", 7)));
+        let raop = Arc::new(RaopCore::new(AirportExpress::config("Kitchen", 7)));
         let parts = Parts {
             raop: Some(raop),
             ..Parts::default()

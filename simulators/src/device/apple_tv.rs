@@ -9,10 +9,10 @@ use std::time::SystemTime;
 
 use super::airport_express::raop_identity;
 use super::{Builder, Device, Itunes, Kind, Parts, SpawnError};
-use crate::airplay::{info, AirplayConfig, AirplayService};
-use crate::dacp::{DacpConfig, DacpService};
-use crate::discovery::ServiceRecord;
+use crate::airplay::{info, AirplayConfig, AirplayCore};
+use crate::dacp::{DacpConfig, DacpCore};
 use crate::raop::RaopConfig;
+use crate::wire::dns_sd::ServiceRecord;
 
 /// The Apple TV kind; [`AppleTv::builder`] starts one.
 pub struct AppleTv;
@@ -80,13 +80,13 @@ impl Builder<AppleTvConfig> {
             .dacp
             .unwrap_or_else(|| Itunes::library(&s.name, s.seed, SystemTime::now()));
         let shell = s.shell();
-        let airplay = Arc::new(AirplayService::new(airplay, raop));
+        let airplay = Arc::new(AirplayCore::new(airplay, raop));
         let mut ports = BTreeMap::new();
         let mut tasks = Vec::new();
         let (port, task) = shell.serve(airplay.clone(), "airplay", s.port).await?;
         ports.insert("airplay".to_string(), port);
         tasks.push(task);
-        let dacp = Arc::new(DacpService::new(dacp));
+        let dacp = Arc::new(DacpCore::new(dacp));
         let (port, task) = shell.serve(dacp.clone(), "dacp", c.dacp_port).await?;
         ports.insert("dacp".to_string(), port);
         tasks.push(task);
@@ -150,8 +150,8 @@ mod tests {
     fn device() -> Device {
         let config = AppleTv::config("Living Room", 7);
         let raop = config.raop_config(7);
-        let airplay = Arc::new(AirplayService::new(config, raop));
-        let dacp = Arc::new(DacpService::new(Itunes::library(
+        let airplay = Arc::new(AirplayCore::new(config, raop));
+        let dacp = Arc::new(DacpCore::new(Itunes::library(
             "Living Room",
             7,
             SystemTime::UNIX_EPOCH,

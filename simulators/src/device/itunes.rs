@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::{Builder, Device, Kind, Parts, SpawnError};
-use crate::dacp::{DacpConfig, DacpService};
-use crate::discovery::ServiceRecord;
+use crate::dacp::{DacpConfig, DacpCore};
+use crate::wire::dns_sd::ServiceRecord;
 
 /// The iTunes kind; [`Itunes::builder`] starts one.
 pub struct Itunes;
@@ -57,7 +57,7 @@ impl Builder<ItunesConfig> {
             .dacp
             .unwrap_or_else(|| Itunes::library(&s.name, s.seed, SystemTime::now()));
         let shell = s.shell();
-        let service = Arc::new(DacpService::new(config));
+        let service = Arc::new(DacpCore::new(config));
         let (port, task) = shell.serve(service.clone(), "dacp", s.port).await?;
         let parts = Parts {
             dacp: Some(service),
@@ -103,7 +103,7 @@ mod tests {
     use crate::device::tests::offline;
 
     fn device(name: &str) -> Device {
-        let dacp = Arc::new(DacpService::new(Itunes::library(
+        let dacp = Arc::new(DacpCore::new(Itunes::library(
             name,
             7,
             SystemTime::UNIX_EPOCH,

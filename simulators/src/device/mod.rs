@@ -21,15 +21,16 @@ use serde_json::Value;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::airplay::AirplayService;
+use crate::airplay::AirplayCore;
 use crate::dacp::state::{TimelineStep, Track};
-use crate::dacp::DacpService;
-use crate::discovery::{host_label, HostRecords, ServiceRecord};
-use crate::event::{Event, Recorder};
+use crate::dacp::DacpCore;
+use crate::event::Event;
 use crate::fault::{Fault, FaultPlan};
-use crate::raop::RaopService;
-use crate::service::Service;
+use crate::protocol_core::ProtocolCore;
+use crate::raop::RaopCore;
+use crate::shell::Recorder;
 use crate::shell::{self, ShellConfig};
+use crate::wire::dns_sd::{host_label, HostRecords, ServiceRecord};
 use crate::wire::Limits;
 
 pub use airport_express::AirportExpress;
@@ -70,11 +71,11 @@ impl std::fmt::Debug for dyn Kind {
 #[derive(Clone, Default)]
 pub struct Parts {
     /// RAOP receiver: `Apple-Challenge`, audio sessions and their captures.
-    pub raop: Option<Arc<RaopService>>,
+    pub raop: Option<Arc<RaopCore>>,
     /// AirPlay side of an Apple TV: `/info`, fp-setup, the video API (its RAOP core is `raop`).
-    pub airplay: Option<Arc<AirplayService>>,
+    pub airplay: Option<Arc<AirplayCore>>,
     /// DACP library (iTunes, the remote-control side of an Apple TV): sessions, now playing.
-    pub dacp: Option<Arc<DacpService>>,
+    pub dacp: Option<Arc<DacpCore>>,
 }
 
 /// What the ready file says of one device.
@@ -221,7 +222,7 @@ pub struct Shell {
 impl Shell {
     /// Listens on the shell's address and `port` (0: a free one) and serves `service` there
     /// until the stop signal; returns the bound port and the accept task.
-    pub async fn serve<S: Service>(
+    pub async fn serve<S: ProtocolCore>(
         &self,
         service: Arc<S>,
         service_name: &str,
@@ -623,7 +624,7 @@ pub(crate) mod tests {
     }
 
     fn airport(name: &str) -> Device {
-        let raop = Arc::new(RaopService::new(AirportExpress::config(name, 7)));
+        let raop = Arc::new(RaopCore::new(AirportExpress::config(name, 7)));
         let parts = Parts {
             raop: Some(raop),
             ..Parts::default()
@@ -632,7 +633,7 @@ pub(crate) mod tests {
     }
 
     fn itunes(name: &str) -> Device {
-        let dacp = Arc::new(DacpService::new(Itunes::library(
+        let dacp = Arc::new(DacpCore::new(Itunes::library(
             name,
             7,
             SystemTime::UNIX_EPOCH,

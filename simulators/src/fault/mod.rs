@@ -27,7 +27,7 @@ mod plan;
 /// Moved to [`crate::wire::plist`]; kept here for callers of the old path.
 pub use crate::wire::plist::plist_from_json;
 pub use edit::{apply_edits, preempt_response, Edit};
-pub use plan::{Applied, CoreParams, Exchange, FaultPlan, FaultStatus, Preempt, Verdict};
+pub use plan::{Applied, CoreParams, FaultPlan, FaultStatus, Preempt, RequestFacts, Verdict};
 
 /// Which exchanges a fault applies to. Every field that is set must match.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -141,7 +141,7 @@ fn one() -> usize {
 pub enum Reach {
     /// Every request and response of every device and protocol (RTSP, HTTP, DACP, a remote's
     /// `/pair`): the shell applies it around the core.
-    Exchange,
+    AnyExchange,
     /// RAOP's answer to `Apple-Challenge` (docs/protocols/raop.md): devices with a RAOP
     /// receiver (airport-express, apple-tv); the core reads it from [`CoreParams`].
     RaopChallenge,
@@ -156,7 +156,7 @@ impl Reach {
     /// The protocol part, as the README's Faults paragraph names it.
     pub fn protocol(self) -> &'static str {
         match self {
-            Reach::Exchange => "every device",
+            Reach::AnyExchange => "every device",
             Reach::RaopChallenge | Reach::RaopAudio => "RAOP",
             Reach::FairPlaySetup => "FairPlay",
         }
@@ -233,23 +233,23 @@ impl Action {
     pub fn define(&self, scope: &Scope<'_>) -> Definition {
         use Reach::*;
         match self {
-            Action::Delay(ms) => Definition::new(Exchange, format!("delay {ms}ms")),
+            Action::Delay(ms) => Definition::new(AnyExchange, format!("delay {ms}ms")),
             Action::Respond { status, .. } => {
-                Definition::new(Exchange, format!("respond {status}")).unless(
+                Definition::new(AnyExchange, format!("respond {status}")).unless(
                     (100..=999).contains(status),
                     "status",
                     "must be a status code (100..999)",
                 )
             }
-            Action::Drop => Definition::new(Exchange, "drop"),
-            Action::Reset => Definition::new(Exchange, "reset"),
-            Action::Stall => Definition::new(Exchange, "stall"),
-            Action::OmitHeader(h) => Definition::new(Exchange, format!("omit_header {h}")),
+            Action::Drop => Definition::new(AnyExchange, "drop"),
+            Action::Reset => Definition::new(AnyExchange, "reset"),
+            Action::Stall => Definition::new(AnyExchange, "stall"),
+            Action::OmitHeader(h) => Definition::new(AnyExchange, format!("omit_header {h}")),
             Action::SetHeader { name, value } => {
-                Definition::new(Exchange, format!("set_header {name}: {value}"))
+                Definition::new(AnyExchange, format!("set_header {name}: {value}"))
             }
             Action::Corrupt { target, bytes } => Definition::new(
-                Exchange,
+                AnyExchange,
                 match target {
                     CorruptTarget::Body => format!("corrupt {bytes} byte(s) of body"),
                     CorruptTarget::Header(h) => format!("corrupt {bytes} byte(s) of header {h}"),
@@ -267,18 +267,20 @@ impl Action {
             Action::LosePackets(f) => Definition::new(RaopAudio, format!("lose_packets {f}"))
                 .unless((0.0..=1.0).contains(f), "", "must be between 0 and 1"),
             Action::Truncate(n) => {
-                Definition::new(Exchange, format!("truncate body to {n} byte(s)"))
+                Definition::new(AnyExchange, format!("truncate body to {n} byte(s)"))
             }
             Action::EditPlist { set, remove } => {
                 let mut parts: Vec<String> =
                     set.iter().map(|(k, v)| format!("set {k}={v}")).collect();
                 parts.extend(remove.iter().map(|k| format!("remove {k}")));
-                Definition::new(Exchange, format!("edit_plist {}", parts.join(", ")))
+                Definition::new(AnyExchange, format!("edit_plist {}", parts.join(", ")))
             }
             Action::EditDmap { remove } => {
                 let bad = remove.iter().position(|t| t.len() != 4 || !t.is_ascii());
-                let mut d =
-                    Definition::new(Exchange, format!("edit_dmap remove {}", remove.join(", ")));
+                let mut d = Definition::new(
+                    AnyExchange,
+                    format!("edit_dmap remove {}", remove.join(", ")),
+                );
                 if let Some(i) = bad {
                     d = d.unless(
                         false,
@@ -490,7 +492,7 @@ mod tests {
                 Action::SignWith(_) => Reach::RaopChallenge,
                 Action::LosePackets(_) => Reach::RaopAudio,
                 Action::FpReplyMode(_) | Action::FpEchoOffset(_) => Reach::FairPlaySetup,
-                _ => Reach::Exchange,
+                _ => Reach::AnyExchange,
             };
             assert_eq!(action.reach(), want, "{}", action.name());
         }

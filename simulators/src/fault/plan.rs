@@ -13,7 +13,7 @@ use crate::wire::{Protocol, Response};
 
 /// The request-side facts a fault matches on.
 #[derive(Debug, Clone, Copy)]
-pub struct Exchange<'a> {
+pub struct RequestFacts<'a> {
     pub device: &'a str,
     pub connection: u64,
     pub request: u64,
@@ -187,7 +187,7 @@ impl FaultPlan {
     }
 
     /// Decides what happens to one request. Counters advance here, once per request.
-    pub fn on_request(&self, ex: &Exchange<'_>) -> Verdict {
+    pub fn on_request(&self, ex: &RequestFacts<'_>) -> Verdict {
         let mut verdict = Verdict::default();
         if self.active.load(Ordering::Relaxed) == 0 {
             return verdict;
@@ -292,7 +292,7 @@ impl FaultPlan {
     }
 }
 
-fn matches(m: &Match, ex: &Exchange<'_>) -> bool {
+fn matches(m: &Match, ex: &RequestFacts<'_>) -> bool {
     m.device.as_deref().is_none_or(|d| d == ex.device)
         && m.method
             .as_deref()
@@ -310,8 +310,8 @@ mod tests {
     use super::*;
     use crate::fault::CorruptTarget;
 
-    fn ex<'a>(method: &'a str, request: u64) -> Exchange<'a> {
-        Exchange {
+    fn ex<'a>(method: &'a str, request: u64) -> RequestFacts<'a> {
+        RequestFacts {
             device: "apx",
             connection: 0,
             request,

@@ -89,7 +89,7 @@ pub fn apple_response(
         return Err(ChallengeError::TooLong(challenge.len()));
     }
     let buf = signed_buffer(&challenge, ip, hw);
-    // The bare PKCS#1 v1.5 type-1 operation (no DigestInfo) is deterministic: the seed's response
+    // The bare PKCS#1 v1.5 type-1 operation (no DigestInfo) is deterministic: the published example's response
     // is reproduced byte for byte.
     let sig = key.sign_raw(&buf).map_err(|e| ChallengeError::Rsa(e.0))?;
     Ok(encode_b64(&sig))
@@ -144,7 +144,7 @@ mod tests {
     /// docs/protocols/raop.md: `Apple-Response`, folded lines joined.
     const SEED_RESPONSE: &str = "u+msU8Cc7KBrVPjI/Ir8fOL8+C5D3Jsw1+acaW3MNTndrTQAeb/a5m10UVBX6wb/DYQGY+b28ksSwBjN0nFOk4Y2cODEf83FAh7BmkLpmpkpplp7zVXQ+Z9DcB6gC60ZsS3t98aoR7tSzVLKZNgi2X2sC+vGsz utQxX03HK008VjcdngHv3g1p2knoETd07T6eVfZCmPqp6Ga7Dj8VIIj/GEP3AjjDx3lJnQBXUDmxM484YXLXZjWFXCiY8GJt6whjf7/2c3rIoT3Z7PQpEvPmM1MXU9cv4NL59Y/q0OAVQ38foOz7eGAhfvjOsCnHU25aik7/7ToIYt1tyVtap/kA";
     const SEED_CHALLENGE: &str = "09KF45soMYmvj6dpsUGiIg";
-    /// The receiver of the seed: 10.0.1.103, hardware id 00:11:24:00:44:91 (docs/protocols/raop.md).
+    /// The receiver of that example: 10.0.1.103, hardware id 00:11:24:00:44:91 (docs/protocols/raop.md).
     const SEED_HW: [u8; 6] = [0x00, 0x11, 0x24, 0x00, 0x44, 0x91];
     const SEED_RSAAESKEY: &str = "5QYIqmdZGTONY5SHjEJrqAhaa0W9wzDC5i6q221mdGZJ5ubO6KgyhC6U83wpY87TFdPRdfPQl2kVC7+Uefmx1bXdIUo07ZcJsqMbgtje4w2JQw0bUw2BlzNPmVGQOxfdpGc3LXZzNE0jI1D4conUEiW6rrzikXBhk7Y/i2naw13ayyxaSwtkiJ0ltBQGYGErbV2tx43QSNj7O0JIG9GrF2GZZ6/UHo4VH+ZXgQ4NZvP/QXPCsLutZsvusFDzIEq7TN1fveINOiwrzlN+bckEixvhXlvoQTWE2tjbmQYhMvOFIly5gNbZiXi0l5AdolX4jDC2vndFHqWDks/3sPikNg";
 
@@ -206,7 +206,7 @@ mod tests {
         let challenge = decode_b64(SEED_CHALLENGE).unwrap();
         let good = apple_response(&key, SEED_CHALLENGE, seed_ip(), &SEED_HW).unwrap();
         verify_apple_response(&public, &good, &challenge, seed_ip(), &SEED_HW).unwrap();
-        let other = crate::raop::keys::load_private_key("other").unwrap();
+        let other = crate::raop::keys::builtin_key("other").unwrap();
         let bad = apple_response(&other, SEED_CHALLENGE, seed_ip(), &SEED_HW).unwrap();
         assert!(verify_apple_response(&public, &bad, &challenge, seed_ip(), &SEED_HW).is_err());
         let elsewhere = IpAddr::V4(Ipv4Addr::LOCALHOST);

@@ -12,7 +12,7 @@ use super::audio::{AesParams, AudioFormat, AudioReceiver};
 use super::challenge::{self, decode_b64};
 use super::keys::{self, DeviceKey};
 use super::state::{RaopState, SessionRecord};
-use crate::service::{ConnInfo, Context, Outcome, Service, UdpRequest};
+use crate::protocol_core::{ConnInfo, Context, Outcome, ProtocolCore, UdpRequest};
 use crate::wire::sdp::{self, Announce};
 use crate::wire::transport::Transport;
 use crate::wire::{dmap, Request, Response};
@@ -96,7 +96,7 @@ pub struct RaopConn {
 }
 
 /// The RAOP receiver core. Shared by every connection of one device.
-pub struct RaopService {
+pub struct RaopCore {
     pub config: RaopConfig,
     pub state: Arc<Mutex<RaopState>>,
 }
@@ -105,9 +105,9 @@ pub struct RaopService {
 pub const PUBLIC: &str =
     "ANNOUNCE, SETUP, RECORD, PAUSE, FLUSH, TEARDOWN, OPTIONS, GET_PARAMETER, SET_PARAMETER, POST, GET";
 
-impl RaopService {
+impl RaopCore {
     pub fn new(config: RaopConfig) -> Self {
-        RaopService {
+        RaopCore {
             config,
             state: Arc::new(Mutex::new(RaopState::default())),
         }
@@ -375,7 +375,7 @@ fn session_for(seed: u64, conn: u64) -> String {
     format!("{}", 10_000_000 + x % 89_999_999)
 }
 
-impl Service for RaopService {
+impl ProtocolCore for RaopCore {
     type Conn = RaopConn;
 
     fn open(&self, conn: &ConnInfo) -> RaopConn {
@@ -546,18 +546,18 @@ mod tests {
     }
 
     fn drive(
-        svc: &RaopService,
+        svc: &RaopCore,
         c: &mut RaopConn,
         info: &ConnInfo,
         r: &Request,
-    ) -> (Response, Vec<crate::service::Note>) {
+    ) -> (Response, Vec<crate::protocol_core::Note>) {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         testkit::drive(svc, c, info, r, &CoreParams::default(), now)
     }
 
     /// A session brought to the point where `method` is valid.
-    fn prepared(method: &str) -> (RaopService, RaopConn, ConnInfo, u32) {
-        let svc = RaopService::new(RaopConfig::airport_express("apx"));
+    fn prepared(method: &str) -> (RaopCore, RaopConn, ConnInfo, u32) {
+        let svc = RaopCore::new(RaopConfig::airport_express("apx"));
         let info = conn(0);
         let mut c = svc.open(&info);
         let mut cseq = 1;
@@ -661,7 +661,7 @@ mod tests {
     #[case::record_before_setup("RECORD", 455)]
     #[case::flush_before_setup("FLUSH", 455)]
     fn requests_out_of_order_get_455(#[case] method: &str, #[case] status: u16) {
-        let svc = RaopService::new(RaopConfig::airport_express("apx"));
+        let svc = RaopCore::new(RaopConfig::airport_express("apx"));
         let info = conn(0);
         let mut c = svc.open(&info);
         let mut r = req(method, "rtsp://127.0.0.1/1", 1);
@@ -672,7 +672,7 @@ mod tests {
         assert!(!resp.body.is_empty(), "a refusal carries a reason");
         assert!(matches!(
             notes.first(),
-            Some(crate::service::Note::Warning(_))
+            Some(crate::protocol_core::Note::Warning(_))
         ));
     }
 
@@ -729,9 +729,9 @@ mod tests {
     #[test]
     fn sign_with_fault_uses_the_named_key() {
         let mut config = RaopConfig::airport_express("apx");
-        let other = Arc::new(keys::load_private_key("other").unwrap());
+        let other = Arc::new(keys::builtin_key("other").unwrap());
         config.extra_keys.push(("other".into(), other.clone()));
-        let svc = RaopService::new(config);
+        let svc = RaopCore::new(config);
         let info = conn(0);
         let mut c = svc.open(&info);
         let mut r = req("OPTIONS", "*", 1);
@@ -740,7 +740,11 @@ mod tests {
             sign_with: Some("other".into()),
             ..Default::default()
         };
-        let mut cx = Context::new(&info, SystemTime::now(), &params);
+        let mut cx = Context::new(
+            &info,
+            SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+            &params,
+        );
         let Outcome::Respond(resp) = svc.handle(&mut c, &r, &mut cx) else {
             panic!()
         };

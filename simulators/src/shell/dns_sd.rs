@@ -1,7 +1,7 @@
 //! Unicast DNS-SD on a UDP port of 127.0.0.1: answers the queries that `shell::mdns` would answer
 //! on the multicast group, to a client that asks one host directly (pyatv's `scan -s 127.0.0.1`
 //! with `PYATV_UDNS_PORT`, docs/peers.md). Nothing here sends multicast: replies go back to the sender.
-//! The answers themselves are [`crate::discovery::answer`].
+//! The answers themselves are [`crate::wire::dns_sd::answer`].
 
 use std::net::SocketAddr;
 
@@ -10,7 +10,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::debug;
 
-use crate::discovery::{answer, SharedRecords};
+use crate::wire::dns_sd::{answer, SharedRecords};
 
 /// Binds the responder's socket (port 0 picks a free one).
 pub async fn bind(addr: SocketAddr) -> std::io::Result<UdpSocket> {

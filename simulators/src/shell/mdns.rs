@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use mdns_sd::{IfKind, ServiceDaemon, ServiceInfo, UnregisterStatus};
 
-use crate::discovery::HostRecords;
+use crate::wire::dns_sd::HostRecords;
 
 /// Where announcements go.
 #[derive(Debug, Clone, PartialEq, Eq)]

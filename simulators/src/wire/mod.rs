@@ -1,6 +1,7 @@
 //! Codecs: pure, sans-IO, bytes in and typed values out, never a panic.
 
 pub mod dmap;
+pub mod dns_sd;
 pub mod framing;
 pub mod message;
 pub mod plist;

@@ -6,7 +6,7 @@
 //! pw, vn, da, am, vs, sf, fv).
 
 use super::RaopConfig;
-use crate::discovery::ServiceRecord;
+use crate::wire::dns_sd::ServiceRecord;
 
 /// `_raop._tcp`.
 pub const RAOP_SERVICE: &str = "_raop._tcp";

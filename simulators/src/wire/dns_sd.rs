@@ -3,8 +3,8 @@
 //! A device is found by the services it publishes (RFC 6763): a PTR record from the service type
 //! (`_raop._tcp.local`) to each instance, an SRV record from the instance to a host name and port,
 //! a TXT record of `key=value` strings, and an A record from the host name to its address. What
-//! each device kind publishes is a protocol fact kept beside its core (`raop::discovery`,
-//! `airplay::discovery`, `dacp::discovery`); this module only turns [`HostRecords`] into DNS
+//! each device kind publishes is a protocol fact kept beside its core (`raop::records`,
+//! `airplay::records`, `dacp::records`); this module only turns [`HostRecords`] into DNS
 //! answers. The multicast announcer (`shell::mdns`, over mdns-sd) and the unicast responder on
 //! 127.0.0.1 (`shell::dns_sd`) both carry these records.
 

@@ -2,13 +2,13 @@
 //! values as `/info`, see [`super::info::txt_entries`]) and `_raop._tcp` on the same port
 //! (instance `<deviceid hex>@<name>`), as an Apple TV 3 does (docs/protocols/airplay.md; pyatv reads the
 //! `_airplay._tcp` `deviceid`, `model` and `features`, and `am` of `_raop._tcp`). Its DACP
-//! port publishes `_touch-able._tcp` (`crate::dacp::discovery`). `_appletv-v2._tcp` (Home
+//! port publishes `_touch-able._tcp` (`crate::dacp::records`). `_appletv-v2._tcp` (Home
 //! Sharing) is not published: this device does not simulate Home Sharing.
 
 use super::info::{features_text, hex, txt_entries};
 use super::AirplayConfig;
-use crate::discovery::ServiceRecord;
-use crate::raop::discovery::RAOP_SERVICE;
+use crate::raop::records::RAOP_SERVICE;
+use crate::wire::dns_sd::ServiceRecord;
 
 /// `_airplay._tcp`.
 pub const AIRPLAY_SERVICE: &str = "_airplay._tcp";

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use airtwin_simulators::dacp::{DacpConfig, DacpService};
+use airtwin_simulators::dacp::{DacpConfig, DacpCore};
 use airtwin_simulators::wire::{dmap, Protocol};
 use anyhow::{bail, Context as _, Result};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -17,7 +17,7 @@ use crate::clients::rtsp::RtspClient;
 async fn start_itunes(gzip: bool) -> Result<(SocketAddr, watch::Sender<bool>)> {
     let mut config = DacpConfig::itunes("bench", SystemTime::now());
     config.gzip = gzip;
-    crate::bench::serve_on_loopback(Arc::new(DacpService::new(config)), "bench", "dacp").await
+    super::serve_on_loopback(Arc::new(DacpCore::new(config)), "bench", "dacp").await
 }
 
 /// A loopback HTTP server that answers every request with a fixed 200 and a 120-byte body (about

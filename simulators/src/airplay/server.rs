@@ -1,8 +1,8 @@
-//! The Apple TV's AirPlay port as one [`Service`]: `GET /info`, `POST /fp-setup` and the video
+//! The Apple TV's AirPlay port as one [`ProtocolCore`]: `GET /info`, `POST /fp-setup` and the video
 //! API are answered here; every other request (OPTIONS, ANNOUNCE, SETUP, RECORD, … and pyatv's
 //! `/feedback`, `/auth-setup`) goes to the RAOP core it wraps, so an Apple TV receives RAOP audio
 //! exactly as an AirPort Express does. RTSP responses follow the same rules either way
-//! ([`RaopService`]'s `decorate`: `Date`, `Session`, `CSeq`, `Server`, `Audio-Jack-Status`).
+//! ([`RaopCore`]'s `decorate`: `Date`, `Session`, `CSeq`, `Server`, `Audio-Jack-Status`).
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
@@ -16,9 +16,9 @@ use serde::Serialize;
 use super::fairplay::{self, FpRequest};
 use super::info::{self, DisplayInfo, InfoIdentity, InfoQuery};
 use super::video::{Video, VideoReply};
+use crate::protocol_core::{ConnInfo, Context, Outcome, ProtocolCore};
 use crate::raop::session::RaopConn;
-use crate::raop::{RaopConfig, RaopService};
-use crate::service::{ConnInfo, Context, Outcome, Service};
+use crate::raop::{RaopConfig, RaopCore};
 use crate::wire::{Protocol, Request, Response};
 
 /// The AirPlay side of an Apple TV.
@@ -154,18 +154,18 @@ pub struct AirplayConn {
 }
 
 /// The AirPlay core of an Apple TV.
-pub struct AirplayService {
+pub struct AirplayCore {
     pub config: AirplayConfig,
     /// The RAOP core that receives audio on the same port.
-    pub raop: Arc<RaopService>,
+    pub raop: Arc<RaopCore>,
     pub state: Arc<Mutex<AirplayState>>,
 }
 
-impl AirplayService {
+impl AirplayCore {
     pub fn new(config: AirplayConfig, raop: RaopConfig) -> Self {
-        AirplayService {
+        AirplayCore {
             config,
-            raop: Arc::new(RaopService::new(raop)),
+            raop: Arc::new(RaopCore::new(raop)),
             state: Arc::new(Mutex::new(AirplayState::default())),
         }
     }
@@ -345,7 +345,7 @@ impl AirplayService {
     }
 }
 
-impl Service for AirplayService {
+impl ProtocolCore for AirplayCore {
     type Conn = AirplayConn;
 
     fn open(&self, conn: &ConnInfo) -> AirplayConn {
@@ -414,7 +414,7 @@ impl Service for AirplayService {
 mod tests {
     use super::*;
     use crate::fault::CoreParams;
-    use crate::service::Note;
+    use crate::protocol_core::Note;
     use rstest::rstest;
     use std::io::Cursor;
     use std::time::Duration;
@@ -425,11 +425,11 @@ mod tests {
         testkit::conn("tv", index, 7000)
     }
 
-    fn service(session: Option<&str>) -> AirplayService {
+    fn service(session: Option<&str>) -> AirplayCore {
         let config = AirplayConfig::apple_tv("tv", 9);
         let mut raop = config.raop_config(9);
         raop.session_id = session.map(str::to_string);
-        AirplayService::new(config, raop)
+        AirplayCore::new(config, raop)
     }
 
     fn req(method: &str, uri: &str, cseq: u32) -> Request {
@@ -441,7 +441,7 @@ mod tests {
     }
 
     fn drive_with(
-        svc: &AirplayService,
+        svc: &AirplayCore,
         c: &mut AirplayConn,
         info: &ConnInfo,
         r: &Request,
@@ -452,7 +452,7 @@ mod tests {
     }
 
     fn drive(
-        svc: &AirplayService,
+        svc: &AirplayCore,
         c: &mut AirplayConn,
         info: &ConnInfo,
         r: &Request,

@@ -5,7 +5,7 @@
 //! library as `_daap._tcp` (instance: the library name).
 
 use super::DacpConfig;
-use crate::discovery::ServiceRecord;
+use crate::wire::dns_sd::ServiceRecord;
 
 pub const TOUCHABLE_SERVICE: &str = "_touch-able._tcp";
 pub const DAAP_SERVICE: &str = "_daap._tcp";
