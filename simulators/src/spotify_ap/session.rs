@@ -742,6 +742,56 @@ mod tests {
         );
     }
 
+    /// About one handshake in 256 has a shared secret shorter than 96 bytes; it must still work
+    /// (an AP that left-pads the secret fails exactly these). The client seed is chosen so the
+    /// secret of connection 0 is short, by drawing both sides' keys as the cores do.
+    #[test]
+    fn handshake_with_a_short_shared_secret_logs_in() {
+        use super::super::diffie_hellman::LocalKeys;
+        let cfg = Arc::new(config());
+        let server = LocalKeys::random(&mut ChaCha20Rng::seed_from_u64(cfg.seed));
+        let seed = (0u64..4096)
+            .find(|s| {
+                let client = LocalKeys::random(&mut ChaCha20Rng::seed_from_u64(*s));
+                client.shared_secret(server.public()).len() < 96
+            })
+            .expect("about 1 seed in 256 gives a short secret");
+        let mut ap = ApConnection::new(cfg, 0);
+        let mut cl = ApClient::new(ClientConfig {
+            username: "alice".into(),
+            credentials: Credentials::Password("secret".into()),
+            server_key: test_identity().public(),
+            seed,
+        });
+        let (aev, _) = pump(&mut ap, &mut cl, UNIX_EPOCH);
+        assert!(
+            aev.contains(&ApEvent::LoggedIn {
+                username: "alice".into(),
+                stored: false
+            }),
+            "{aev:?}"
+        );
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(16))]
+        #[test]
+        fn client_bytes_split_anywhere_still_log_in(cuts in proptest::collection::vec(proptest::prelude::any::<proptest::sample::Index>(), 0..8)) {
+            let mut ap = ApConnection::new(Arc::new(config()), 0);
+            let mut cl = client("secret");
+            let hello = cl.poll_transmit().unwrap_or_default();
+            let mut points: Vec<usize> = cuts.iter().map(|i| i.index(hello.len() + 1)).collect();
+            points.extend([0, hello.len()]);
+            points.sort_unstable();
+            for w in points.windows(2) {
+                ap.handle_input(UNIX_EPOCH, &hello[w[0]..w[1]]);
+            }
+            let (aev, _) = pump(&mut ap, &mut cl, UNIX_EPOCH);
+            let want = ApEvent::LoggedIn { username: "alice".into(), stored: false };
+            proptest::prop_assert!(aev.contains(&want), "{:?}", aev);
+        }
+    }
+
     proptest::proptest! {
         #[test]
         fn any_input_never_panics(chunks in proptest::collection::vec(proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64), 0..6)) {
