@@ -20,6 +20,7 @@
 //! | [`raop`] | the AirTunes v2 receiver (RSA challenge, ANNOUNCE keys, RTP audio) and the sending half |
 //! | [`airplay`] | the Apple TV's AirPlay port: `/info`, FairPlay `fp-setup`, the video API |
 //! | [`dacp`] | the DACP/DMAP library server, now-playing state, pairing, a fake remote |
+//! | [`spotify_ap`] | a Spotify access point and its client: apresolve, the DH/Shannon handshake, login, Ping, Mercury |
 //! | [`fault`] | the one fault table, its validation, the seeded plan, response edits |
 //! | [`connection`] | the sans-IO connection driver: framing, the fault seam, events |
 //! | [`protocol_core`] | the contract between a core and the driver |
@@ -59,6 +60,7 @@ pub mod protocol_core;
 pub mod raop;
 #[cfg(feature = "shell")]
 pub mod shell;
+pub mod spotify_ap;
 pub mod wire;
 
 #[cfg(feature = "shell")]
