@@ -722,3 +722,53 @@ fn serve_sends_mdns_goodbyes_that_a_real_browser_sees() {
     );
     assert!(!text.contains("serve exited"), "{text}");
 }
+
+#[test]
+fn events_beyond_the_ring_are_reported_dropped_and_stay_in_the_streamed_log() {
+    let mut serve = Serve::start(
+        "serve-events-ring",
+        &["--device", "airport-express=den", "--events", "5"],
+    );
+    let raop = serve.ready["devices"][0]["ports"]["raop"].as_u64().unwrap() as u16;
+    for _ in 0..10 {
+        assert!(rtsp_options(raop).starts_with("RTSP/1.0 200"));
+    }
+    let (status, log) = serve.call("GET", "/events?since=0", None);
+    assert_eq!(status, 200, "{log}");
+    let kept = log["events"].as_array().unwrap().len() as u64;
+    let (first, dropped, next) = (
+        log["first"].as_u64().unwrap(),
+        log["dropped"].as_u64().unwrap(),
+        log["next"].as_u64().unwrap(),
+    );
+    assert!(kept <= 5, "the ring keeps at most 5 events: {log}");
+    assert_eq!(dropped, first, "asked from 0: {log}");
+    assert!(
+        dropped >= 20,
+        "10 exchanges recorded more than 5 events: {log}"
+    );
+    assert_eq!(first + kept, next, "{log}");
+    // The events still in memory are answered from their own index on.
+    let (_, recent) = serve.call("GET", &format!("/events?since={}", next - 1), None);
+    assert_eq!(recent["dropped"], 0, "{recent}");
+    assert_eq!(recent["first"], next - 1, "{recent}");
+    assert!(!recent["events"].as_array().unwrap().is_empty(), "{recent}");
+
+    // Everything the ring forgot is in --out, written as it happened (serve still runs).
+    let jsonl = std::fs::read_to_string(serve.dir.join("out/events.jsonl")).unwrap();
+    assert!(jsonl.lines().count() as u64 >= next, "{jsonl}");
+    let requests = jsonl
+        .lines()
+        .filter(|l| serde_json::from_str::<Value>(l).unwrap()["kind"]["type"] == "request")
+        .count();
+    assert_eq!(requests, 10, "{jsonl}");
+    let transcript = std::fs::read_to_string(serve.dir.join("out/transcript.txt")).unwrap();
+    assert_eq!(transcript.matches("→ OPTIONS").count(), 10, "{transcript}");
+
+    let (status, _) = serve.call("POST", "/shutdown", None);
+    assert_eq!(status, 200);
+    assert!(serve.wait(Duration::from_secs(15)).success());
+    let transcript = std::fs::read_to_string(serve.dir.join("out/transcript.txt")).unwrap();
+    assert!(transcript.contains("result PASS"), "{transcript}");
+    assert_eq!(transcript.matches("→ OPTIONS").count(), 10, "{transcript}");
+}
