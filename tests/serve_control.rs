@@ -722,3 +722,111 @@ fn serve_sends_mdns_goodbyes_that_a_real_browser_sees() {
     );
     assert!(!text.contains("serve exited"), "{text}");
 }
+
+#[test]
+fn events_beyond_the_ring_are_reported_dropped_and_stay_in_the_streamed_log() {
+    let mut serve = Serve::start(
+        "serve-events-ring",
+        &["--device", "airport-express=den", "--events", "5"],
+    );
+    let raop = serve.ready["devices"][0]["ports"]["raop"].as_u64().unwrap() as u16;
+    for _ in 0..10 {
+        assert!(rtsp_options(raop).starts_with("RTSP/1.0 200"));
+    }
+    let (status, log) = serve.call("GET", "/events?since=0", None);
+    assert_eq!(status, 200, "{log}");
+    let kept = log["events"].as_array().unwrap().len() as u64;
+    let (first, dropped, next) = (
+        log["first"].as_u64().unwrap(),
+        log["dropped"].as_u64().unwrap(),
+        log["next"].as_u64().unwrap(),
+    );
+    assert!(kept <= 5, "the ring keeps at most 5 events: {log}");
+    assert_eq!(dropped, first, "asked from 0: {log}");
+    assert!(
+        dropped >= 20,
+        "10 exchanges recorded more than 5 events: {log}"
+    );
+    assert_eq!(first + kept, next, "{log}");
+    // The events still in memory are answered from their own index on.
+    let (_, recent) = serve.call("GET", &format!("/events?since={}", next - 1), None);
+    assert_eq!(recent["dropped"], 0, "{recent}");
+    assert_eq!(recent["first"], next - 1, "{recent}");
+    assert!(!recent["events"].as_array().unwrap().is_empty(), "{recent}");
+
+    // Everything the ring forgot is in --out, written as it happened (serve still runs).
+    let jsonl = std::fs::read_to_string(serve.dir.join("out/events.jsonl")).unwrap();
+    assert!(jsonl.lines().count() as u64 >= next, "{jsonl}");
+    let requests = jsonl
+        .lines()
+        .filter(|l| serde_json::from_str::<Value>(l).unwrap()["kind"]["type"] == "request")
+        .count();
+    assert_eq!(requests, 10, "{jsonl}");
+    let transcript = std::fs::read_to_string(serve.dir.join("out/transcript.txt")).unwrap();
+    assert_eq!(transcript.matches("→ OPTIONS").count(), 10, "{transcript}");
+
+    let (status, _) = serve.call("POST", "/shutdown", None);
+    assert_eq!(status, 200);
+    assert!(serve.wait(Duration::from_secs(15)).success());
+    let transcript = std::fs::read_to_string(serve.dir.join("out/transcript.txt")).unwrap();
+    assert!(transcript.contains("result PASS"), "{transcript}");
+    assert_eq!(transcript.matches("→ OPTIONS").count(), 10, "{transcript}");
+}
+
+/// CPU time (user + system, clock ticks) a process used so far.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name (which may hold spaces) start at field 3; utime and stime
+    // are fields 14 and 15 (proc(5)).
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+#[test]
+fn out_of_descriptors_serve_waits_without_spinning_and_serves_again_when_connections_close() {
+    let dir = scratch("serve-emfile-wrapper");
+    let wrapper = dir.join("prlimit-64");
+    std::fs::write(&wrapper, "#!/bin/sh\nexec prlimit --nofile=64:64 \"$@\"\n").unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let serve = Serve::start_with(
+        "serve-emfile",
+        Some(&wrapper),
+        &["--device", "airport-express=den"],
+    );
+    let raop = serve.ready["devices"][0]["ports"]["raop"].as_u64().unwrap() as u16;
+    // More connections than descriptors: the kernel queues the rest in the listen backlog.
+    let held: Vec<TcpStream> = (0..100)
+        .map(|_| TcpStream::connect(("127.0.0.1", raop)).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let before = cpu_ticks(serve.pid());
+    std::thread::sleep(Duration::from_secs(2));
+    let used = cpu_ticks(serve.pid()) - before;
+    // A spinning accept loop burns a whole core (about 200 ticks in 2 s); backing off, none.
+    assert!(
+        used < 100,
+        "serve used {used} ticks in 2 s while out of descriptors"
+    );
+    let stderr = std::fs::read_to_string(serve.dir.join("stderr.txt")).unwrap();
+    assert_eq!(stderr.matches("accept failed").count(), 1, "{stderr}");
+
+    drop(held);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let answer = std::panic::catch_unwind(|| rtsp_options(raop)).unwrap_or_default();
+        if answer.starts_with("RTSP/1.0 200") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "serve did not answer again");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (status, _) = serve.call("GET", "/devices", None);
+    assert_eq!(status, 200);
+    let stderr = std::fs::read_to_string(serve.dir.join("stderr.txt")).unwrap();
+    assert!(stderr.contains("accepting again"), "{stderr}");
+}

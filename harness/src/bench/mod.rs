@@ -5,6 +5,7 @@
 //! | [`raop`] | RAOP challenge replies and full handshakes per second | the raw RSA-2048 private-key rate |
 //! | [`airplay`] | AirPlay `/info` + fp-setup handshakes per second | RAOP handshakes in the same run |
 //! | [`dacp`] | `playstatusupdate` requests per second | a raw loopback HTTP echo |
+//! | [`memory`] | resident memory under N requests per device kind | the first 10% of the requests |
 //! | [`scale`] | time until N devices listen, resident memory | one device |
 //!
 //! Every RAOP handshake costs two private-key operations (the `Apple-Response` signature and the
@@ -12,6 +13,7 @@
 
 pub mod airplay;
 pub mod dacp;
+pub mod memory;
 pub mod raop;
 pub mod scale;
 

@@ -37,6 +37,20 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 1000)]
         devices: usize,
     },
+    /// Resident memory per device kind (Apple TV GET /info, AirPort Express OPTIONS with a
+    /// challenge, iTunes playstatusupdate) before, after the first 10% of the requests (the
+    /// reference) and at the end, with events bounded as `serve` bounds them.
+    Memory {
+        /// Requests per device kind.
+        #[arg(long, default_value_t = 1_000_000)]
+        requests: u64,
+        /// Concurrent keep-alive client connections.
+        #[arg(long, default_value_t = 8)]
+        connections: usize,
+        /// Events kept in memory, as `serve --events` (0: all of them, as `airtwin run`).
+        #[arg(long, default_value_t = crate::serve::DEFAULT_EVENTS)]
+        events: usize,
+    },
     /// AirPlay handshakes per second (GET /info, fp-setup phases 1 and 3, each on a new
     /// connection) against a fake Apple TV on loopback, with the RAOP handshake rate of a fake
     /// AirPort Express measured in the same run.
@@ -61,6 +75,14 @@ pub(super) async fn run(command: BenchCommand) -> Result<ExitCode> {
             seconds,
         } => {
             bench::airplay::airplay(connections, Duration::from_secs_f64(seconds)).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        BenchCommand::Memory {
+            requests,
+            connections,
+            events,
+        } => {
+            bench::memory::run(requests, connections, events).await?;
             Ok(ExitCode::SUCCESS)
         }
         BenchCommand::Dacp {

@@ -102,6 +102,9 @@ pub enum Command {
         /// Address of the control API.
         #[arg(long, default_value = "127.0.0.1:0")]
         control: std::net::SocketAddr,
+        /// Events kept in memory for `GET /events` (older ones are only in `--out`'s events.jsonl).
+        #[arg(long, default_value_t = serve::DEFAULT_EVENTS)]
+        events: usize,
     },
     /// Drive a running `airtwin serve` through its control API.
     Ctl(crate::serve::ctl::CtlArgs),
@@ -193,6 +196,7 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
             discovery,
             dns_sd_port,
             control,
+            events,
         } => {
             let what = match scenario {
                 Some(file) => serve::What::Scenario(scenario::load_file(&file)?),
@@ -208,6 +212,7 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
                 discovery,
                 dns_sd_port,
                 control: Some(control),
+                events: Some(events),
             };
             serve::serve(what, opts).await?;
             Ok(ExitCode::SUCCESS)

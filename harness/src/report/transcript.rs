@@ -26,6 +26,109 @@ pub fn write_all(
     std::fs::create_dir_all(dir)?;
     let mut text = String::new();
     let _ = writeln!(text, "scenario {} ({})", result.name, loaded.file.display());
+    write_seed(&mut text, loaded, result);
+    write_result(&mut text, result);
+    write_devices(&mut text, devices);
+    text.push('\n');
+    for e in &result.events {
+        render_event(&mut text, e);
+    }
+    write_trailer(&mut text, dir, devices, result)?;
+    std::fs::write(dir.join("transcript.txt"), text)?;
+
+    let mut jsonl = std::fs::File::create(dir.join("events.jsonl"))?;
+    for e in &result.events {
+        serde_json::to_writer(&mut jsonl, e)?;
+        jsonl.write_all(b"\n")?;
+    }
+    std::fs::write(dir.join("result.json"), serde_json::to_vec_pretty(result)?)?;
+
+    Ok(())
+}
+
+/// The report of a long-running `serve`, written as it goes: every event is appended to
+/// `transcript.txt` and `events.jsonl` when it is recorded ([`Streamed::sink`]), so memory holds
+/// none of them; [`Streamed::finish`] appends the summary `write_all` puts around the events.
+pub struct Streamed {
+    dir: std::path::PathBuf,
+}
+
+impl Streamed {
+    /// Creates `dir`, `transcript.txt` (with the scenario and seed) and an empty `events.jsonl`.
+    pub fn start(dir: &Path, loaded: &Loaded, seed: u64) -> std::io::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let mut text = String::new();
+        let _ = writeln!(
+            text,
+            "scenario {} ({})",
+            loaded.scenario.name,
+            loaded.file.display()
+        );
+        let _ = writeln!(
+            text,
+            "seed {seed}  replay: airtwin run {} --seed {seed}",
+            loaded.file.display()
+        );
+        text.push('\n');
+        std::fs::write(dir.join("transcript.txt"), text)?;
+        std::fs::write(dir.join("events.jsonl"), b"")?;
+        Ok(Streamed {
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// Appends each event to `transcript.txt` and `events.jsonl`; a write that fails is logged
+    /// once and the stream stops (serve goes on).
+    pub fn sink(&self) -> std::io::Result<airtwin_simulators::shell::recorder::Sink> {
+        let append = |name: &str| {
+            std::fs::OpenOptions::new()
+                .append(true)
+                .open(self.dir.join(name))
+        };
+        let mut files = Some((append("transcript.txt")?, append("events.jsonl")?));
+        let mut line = String::new();
+        let mut json = Vec::new();
+        Ok(Box::new(move |e: &Event| {
+            let Some((text, jsonl)) = files.as_mut() else {
+                return;
+            };
+            line.clear();
+            render_event(&mut line, e);
+            json.clear();
+            let written = serde_json::to_writer(&mut json, e)
+                .map_err(std::io::Error::from)
+                .and_then(|()| {
+                    json.push(b'\n');
+                    text.write_all(line.as_bytes())?;
+                    jsonl.write_all(&json)
+                });
+            if let Err(err) = written {
+                tracing::warn!(error = %err, "cannot append to the transcript; it stops here");
+                files = None;
+            }
+        }))
+    }
+
+    /// Appends the devices, their audio sessions and the result to `transcript.txt`, and writes
+    /// `result.json` (whose `events` are the ones still in memory).
+    pub fn finish(&self, devices: &[Device], result: &ScenarioResult) -> std::io::Result<()> {
+        let mut text = String::from("\n");
+        write_devices(&mut text, devices);
+        write_trailer(&mut text, &self.dir, devices, result)?;
+        text.push('\n');
+        write_result(&mut text, result);
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.dir.join("transcript.txt"))?
+            .write_all(text.as_bytes())?;
+        std::fs::write(
+            self.dir.join("result.json"),
+            serde_json::to_vec_pretty(result)?,
+        )
+    }
+}
+
+fn write_seed(text: &mut String, loaded: &Loaded, result: &ScenarioResult) {
     let _ = writeln!(
         text,
         "seed {}  replay: airtwin run {} --seed {}",
@@ -33,6 +136,9 @@ pub fn write_all(
         loaded.file.display(),
         result.seed
     );
+}
+
+fn write_result(text: &mut String, result: &ScenarioResult) {
     let _ = writeln!(
         text,
         "result {}  {:.3}s{}",
@@ -43,6 +149,9 @@ pub fn write_all(
             .map(|p| format!("  {p}"))
             .unwrap_or_default()
     );
+}
+
+fn write_devices(text: &mut String, devices: &[Device]) {
     for d in devices {
         let _ = writeln!(
             text,
@@ -53,13 +162,18 @@ pub fn write_all(
             d.ports
         );
     }
-    text.push('\n');
-    for e in &result.events {
-        render_event(&mut text, e);
-    }
+}
+
+/// What follows the events: each client's output, each audio session (and its WAV), failures.
+fn write_trailer(
+    text: &mut String,
+    dir: &Path,
+    devices: &[Device],
+    result: &ScenarioResult,
+) -> std::io::Result<()> {
     for (name, o) in &result.clients {
         let _ = writeln!(
-            text,
+            *text,
             "\n== client {name}: exit {:?}{}{} in {:.3}s",
             o.exit,
             if o.timed_out {
@@ -70,8 +184,8 @@ pub fn write_all(
             if o.interrupted { ", interrupted" } else { "" },
             o.duration.as_secs_f64()
         );
-        let _ = writeln!(text, "-- stdout\n{}", o.stdout.trim_end());
-        let _ = writeln!(text, "-- stderr\n{}", o.stderr.trim_end());
+        let _ = writeln!(*text, "-- stdout\n{}", o.stdout.trim_end());
+        let _ = writeln!(*text, "-- stderr\n{}", o.stderr.trim_end());
         std::fs::write(
             dir.join(format!("client-{name}.log")),
             format!("{}{}", o.stdout, o.stderr),
@@ -89,7 +203,7 @@ pub fn write_all(
         for (i, s) in state.sessions.iter().enumerate() {
             let st = s.receiver.stats();
             let _ = writeln!(
-                text,
+                *text,
                 "\n== audio {} session {i} (connection {}, {}, {}): {} packets, {} frames, {} missing, {} duplicates, {} decode errors, {} sync, {} timing requests",
                 d.name,
                 s.connection,
@@ -104,7 +218,7 @@ pub fn write_all(
                 st.timing_requests
             );
             if let Some(e) = &st.last_error {
-                let _ = writeln!(text, "   last error: {e}");
+                let _ = writeln!(*text, "   last error: {e}");
             }
             let pcm = s.receiver.pcm();
             if st.channels > 0 && !pcm.is_empty() {
@@ -117,20 +231,11 @@ pub fn write_all(
     }
     for f in &result.failures {
         let _ = writeln!(
-            text,
+            *text,
             "\nFAILED {}\n  expected: {}\n  actual:   {}",
             f.what, f.expected, f.actual
         );
     }
-    std::fs::write(dir.join("transcript.txt"), text)?;
-
-    let mut jsonl = std::fs::File::create(dir.join("events.jsonl"))?;
-    for e in &result.events {
-        serde_json::to_writer(&mut jsonl, e)?;
-        jsonl.write_all(b"\n")?;
-    }
-    std::fs::write(dir.join("result.json"), serde_json::to_vec_pretty(result)?)?;
-
     Ok(())
 }
 

@@ -9,7 +9,7 @@
 //! | `GET /faults` | the fault plan: index, fault, active, matched, applied |
 //! | `POST /faults` | adds a fault (the scenario's `faults:` entry as JSON, checked as the scenario loader checks it); answers its index |
 //! | `DELETE /faults/N` | removes fault N |
-//! | `GET /events?since=N&wait=S` | the exchange log from event N on; waits up to S seconds (long poll) for one |
+//! | `GET /events?since=N&wait=S` | the exchange log from event N on; waits up to S seconds (long poll) for one; `dropped` counts events older than the in-memory ring (`--events`), `first` is the oldest index answered |
 //! | `POST /reset` | scenario faults back, runtime faults gone, names and volumes back |
 //! | `POST /shutdown` | stops serve as SIGTERM does |
 //!
@@ -303,7 +303,7 @@ async fn route(state: &ServeState, req: Request<Incoming>) -> Answer {
             }
         }
         (&Method::GET, ["events"]) => {
-            let since = number_param(&req, "since")?.unwrap_or(0.0) as usize;
+            let since = number_param(&req, "since")?.unwrap_or(0.0) as u64;
             let wait = number_param(&req, "wait")?.unwrap_or(0.0).min(MAX_WAIT);
             events(state, since, wait).await
         }
@@ -396,14 +396,21 @@ fn audio(state: &ServeState, name: &str) -> Answer {
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
 }
 
-async fn events(state: &ServeState, since: usize, wait: f64) -> Answer {
+async fn events(state: &ServeState, since: u64, wait: f64) -> Answer {
     let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(wait);
     loop {
-        let events = state.recorder.since(since);
+        let found = state.recorder.since(since);
         let now = tokio::time::Instant::now();
-        if !events.is_empty() || now >= deadline {
-            let next = since + events.len();
-            return ok(json!({ "since": since, "next": next, "events": events }));
+        if !found.events.is_empty() || found.dropped > 0 || now >= deadline {
+            // `first` is the index of `events[0]`; `dropped` events between `since` and `first`
+            // are no longer in memory (the ring of `--events`), only in `--out`'s events.jsonl.
+            return ok(json!({
+                "since": since,
+                "first": found.first,
+                "dropped": found.dropped,
+                "next": found.next(),
+                "events": found.events,
+            }));
         }
         // The recorder wakes waiters that are already waiting; an event recorded between the
         // look above and this wait is caught by the next look, at most 100 ms later.

@@ -91,7 +91,13 @@ pub struct ServeOptions {
     pub dns_sd_port: u16,
     /// Address of the control API (default 127.0.0.1:0).
     pub control: Option<std::net::SocketAddr>,
+    /// Events kept in memory (default [`DEFAULT_EVENTS`]).
+    pub events: Option<usize>,
 }
+
+/// Events a `serve` keeps in memory unless `--events` says otherwise: an exchange is two events of
+/// about 1 to 2 KB each, so some 20 MB at most.
+pub const DEFAULT_EVENTS: usize = 10_000;
 
 /// Parses `KIND[=NAME]`.
 pub fn parse_device_arg(arg: &str) -> Result<(DeviceKind, String)> {
@@ -173,7 +179,20 @@ pub async fn serve(what: What, opts: ServeOptions) -> Result<()> {
         loaded.dir(),
     );
     let seed = opts.seed.unwrap_or(scenario_seed);
-    let recorder = Recorder::shared();
+    let recorder = Arc::new(Recorder::bounded(opts.events.unwrap_or(DEFAULT_EVENTS)));
+    // What the ring forgets is still on disk: events go to --out as they are recorded.
+    let streamed =
+        match &opts.out {
+            Some(out) => {
+                let streamed = transcript::Streamed::start(out, &loaded, seed)
+                    .with_context(|| format!("cannot write the transcript in {}", out.display()))?;
+                recorder.set_sink(streamed.sink().with_context(|| {
+                    format!("cannot write the transcript in {}", out.display())
+                })?);
+                Some((out.clone(), streamed))
+            }
+            None => None,
+        };
     let (stop_tx, stop_rx) = watch::channel(false);
     let plan = Arc::new(FaultPlan::new(seed, plan_faults.clone()));
     let ctx = RunContext {
@@ -268,12 +287,14 @@ pub async fn serve(what: What, opts: ServeOptions) -> Result<()> {
     let _ = stop_tx.send(true);
     control_task.abort();
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    if let Some(out) = opts.out {
+    if let Some((out, streamed)) = streamed {
         let mut result = crate::engine::ScenarioResult::new(&loaded, seed, Some(out.clone()));
         result.passed = true;
         result.duration = recorder.elapsed();
         result.events = recorder.snapshot();
-        transcript::write_all(&out, &loaded, devices, &result)?;
+        streamed
+            .finish(devices, &result)
+            .with_context(|| format!("cannot write the transcript in {}", out.display()))?;
         eprintln!("airtwin: transcript in {}", out.display());
     }
     for d in devices {

@@ -69,6 +69,8 @@ pub fn spawn<S: ProtocolCore>(
     let revision = service.changes().map(super::revision::watch);
     let mut shutdown = cfg.shutdown.clone();
     tokio::spawn(async move {
+        // Accept errors in a row: EMFILE (out of descriptors) lasts until connections close.
+        let mut failing = 0u64;
         loop {
             let accepted = tokio::select! {
                 a = listener.accept() => a,
@@ -77,12 +79,20 @@ pub fn spawn<S: ProtocolCore>(
             let (stream, peer) = match accepted {
                 Ok(x) => x,
                 Err(e) => {
-                    // EMFILE and friends: back off instead of spinning.
-                    warn!(device = %cfg.device, error = %e, "accept failed");
+                    // The pending connection stays in the listen backlog: back off instead of
+                    // spinning, say so once, and accept it when a descriptor is free again.
+                    if failing == 0 {
+                        warn!(device = %cfg.device, error = %e, "accept failed; retrying every 50 ms");
+                    }
+                    failing += 1;
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
             };
+            if failing > 0 {
+                warn!(device = %cfg.device, retries = failing, "accepting again");
+                failing = 0;
+            }
             let local = stream.local_addr().unwrap_or(peer);
             let info = ConnInfo {
                 device: cfg.device.clone(),
