@@ -106,10 +106,7 @@ pub fn features_text(features: u64) -> String {
     }
 }
 
-/// Lower-case hex.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+pub use crate::wire::hex::encode as hex;
 
 fn int(v: u64) -> Value {
     Value::Integer(v.into())

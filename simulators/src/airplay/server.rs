@@ -19,7 +19,7 @@ use super::video::{Video, VideoReply};
 use crate::protocol_core::{ConnInfo, Context, Outcome, ProtocolCore};
 use crate::raop::session::RaopConn;
 use crate::raop::{RaopConfig, RaopCore};
-use crate::wire::{Protocol, Request, Response};
+use crate::wire::{hex, Protocol, Request, Response};
 
 /// The AirPlay side of an Apple TV.
 #[derive(Clone)]
@@ -109,7 +109,7 @@ impl AirplayConfig {
     /// The RAOP core of the same device: its MAC, model and source version, a digital audio jack.
     pub fn raop_config(&self, seed: u64) -> RaopConfig {
         let mut raop = RaopConfig::airport_express(&self.info.name);
-        if let Some(mac) = parse_mac(&self.info.mac_address) {
+        if let Some(mac) = hex::parse_mac(&self.info.mac_address) {
             raop.hw_addr = mac;
         }
         raop.model = self.info.model.clone();
@@ -118,13 +118,6 @@ impl AirplayConfig {
         raop.seed = seed;
         raop
     }
-}
-
-/// `AA:BB:CC:DD:EE:FF` → bytes.
-fn parse_mac(s: &str) -> Option<[u8; 6]> {
-    let hex: String = s.chars().filter(|c| c.is_ascii_hexdigit()).collect();
-    let bytes = fairplay::decode_hex(&hex)?;
-    bytes.try_into().ok()
 }
 
 /// What the FairPlay exchanges left behind, device-wide.

@@ -64,11 +64,7 @@ impl RaopConfig {
 
     /// `00:11:24:00:44:91`.
     pub fn mac_string(&self) -> String {
-        self.hw_addr
-            .iter()
-            .map(|b| format!("{b:02X}"))
-            .collect::<Vec<_>>()
-            .join(":")
+        crate::wire::hex::mac_text(&self.hw_addr)
     }
 }
 
