@@ -198,8 +198,8 @@ impl AirplayCore {
         why: &str,
         cx: &mut Context<'_>,
     ) -> Outcome {
-        cx.warn(format!("{} {}: {status} {why}", req.method, req.path()));
-        Outcome::Respond(self.respond(conn, req, status, cx).with_reason_text(why))
+        let response = self.respond(conn, req, status, cx);
+        cx.refuse(req, response, why)
     }
 
     fn plist(

@@ -127,8 +127,8 @@ impl RaopCore {
         why: &str,
         cx: &mut Context<'_>,
     ) -> Outcome {
-        cx.warn(format!("{} {}: {status} {why}", req.method, req.path()));
-        Outcome::Respond(self.respond(conn, req, status, cx).with_reason_text(why))
+        let response = self.respond(conn, req, status, cx);
+        cx.refuse(req, response, why)
     }
 
     /// Answers `Apple-Challenge` when the request carries one (OPTIONS or ANNOUNCE).
