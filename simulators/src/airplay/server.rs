@@ -418,7 +418,7 @@ mod tests {
     use std::io::Cursor;
     use std::time::Duration;
 
-    use crate::testkit::{self, SDP_L16};
+    use crate::testkit;
 
     fn conn(index: u64) -> ConnInfo {
         testkit::conn("tv", index, 7000)
@@ -466,28 +466,6 @@ mod tests {
             .count()
     }
 
-    fn body_for(method: &str, r: &mut Request) {
-        match method {
-            "ANNOUNCE" => {
-                r.headers.set("Content-Type", "application/sdp");
-                r.body = SDP_L16.as_bytes().to_vec();
-            }
-            "SETUP" => r.headers.set(
-                "Transport",
-                "RTP/AVP/UDP;unicast;mode=record;control_port=1;timing_port=2",
-            ),
-            "SET_PARAMETER" => {
-                r.headers.set("Content-Type", "text/parameters");
-                r.body = b"volume: -11.5\r\n".to_vec();
-            }
-            "GET_PARAMETER" => {
-                r.headers.set("Content-Type", "text/parameters");
-                r.body = b"volume\r\n".to_vec();
-            }
-            _ => {}
-        }
-    }
-
     /// docs/protocols/airplay.md, for the Apple TV: every response carries `Date`,
     /// `Session` (one value for the connection; the scenario may fix it), `CSeq` echoed,
     /// `Server: AirTunes/220.68`, and `Audio-Jack-Status: Connected; type=digital` except to
@@ -525,12 +503,12 @@ mod tests {
             if needed {
                 cseq += 1;
                 let mut r = req(step, "rtsp://127.0.0.1/1", cseq);
-                body_for(step, &mut r);
+                testkit::body_for(step, &mut r);
                 assert_eq!(drive(&svc, &mut c, &info, &r).0.status, 200, "{step}");
             }
         }
         let mut r = req(method, uri, cseq + 40);
-        body_for(method, &mut r);
+        testkit::body_for(method, &mut r);
         if uri == "/fp-setup" {
             r.body = fairplay::phase1_request(1).to_vec();
         }
@@ -751,7 +729,7 @@ mod tests {
         let info = conn(0);
         let mut c = svc.open(&info);
         let mut a = req("ANNOUNCE", "rtsp://127.0.0.1/1", 1);
-        body_for("ANNOUNCE", &mut a);
+        testkit::body_for("ANNOUNCE", &mut a);
         assert_eq!(drive(&svc, &mut c, &info, &a).0.status, 200);
         assert_eq!(svc.raop.state.lock().unwrap().sessions_total, 1);
         svc.close(c);
