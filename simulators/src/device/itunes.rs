@@ -98,20 +98,7 @@ impl Kind for Itunes {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::device::tests::offline;
-
-    fn device(name: &str) -> Device {
-        let dacp = Arc::new(DacpCore::new(Itunes::library(
-            name,
-            7,
-            SystemTime::UNIX_EPOCH,
-        )));
-        let parts = Parts {
-            dacp: Some(dacp),
-            ..Parts::default()
-        };
-        offline(&Itunes, name, parts, &[("dacp", 3689)])
-    }
+    use crate::device::tests::itunes as device;
 
     #[test]
     fn ready_entry_has_no_identity() {

@@ -612,7 +612,8 @@ pub(crate) mod tests {
             .device(kind, ports, parts, Vec::new())
     }
 
-    fn airport(name: &str) -> Device {
+    /// An AirPort Express named `name`, seed 7, offline.
+    pub(crate) fn airport(name: &str) -> Device {
         let raop = Arc::new(RaopCore::new(AirportExpress::config(name, 7)));
         let parts = Parts {
             raop: Some(raop),
@@ -621,7 +622,8 @@ pub(crate) mod tests {
         offline(&AirportExpress, name, parts, &[("raop", 5000)])
     }
 
-    fn itunes(name: &str) -> Device {
+    /// An iTunes library named `name`, seed 7, offline.
+    pub(crate) fn itunes(name: &str) -> Device {
         let dacp = Arc::new(DacpCore::new(Itunes::library(
             name,
             7,
