@@ -131,11 +131,7 @@ fn apple_tv_config(spec: &DeviceSpec, run: &RunContext) -> Result<AirplayConfig>
     let info = &mut config.info;
     if let Some(mac) = &id.mac {
         let bytes = parse_mac(mac).with_context(|| format!("bad MAC {mac:?}"))?;
-        info.mac_address = bytes
-            .iter()
-            .map(|b| format!("{b:02X}"))
-            .collect::<Vec<_>>()
-            .join(":");
+        info.mac_address = airtwin_simulators::wire::hex::mac_text(&bytes);
         info.device_id = info.mac_address.clone();
     }
     if let Some(v) = &id.device_id {

@@ -25,6 +25,7 @@
 //! | [`connection`] | the sans-IO connection driver: framing, the fault seam, events |
 //! | [`protocol_core`] | the contract between a core and the driver |
 //! | [`event`] | what happened, as the transcript and expectations read it |
+//! | [`seed`] | values derived from the scenario's seed and a label |
 //! | `device` | device kinds combining cores on ports, their builders, the `Device` handle (feature `shell`) |
 //! | `shell` | tokio sockets and timers, the recorder, mDNS and unicast DNS-SD (feature `shell`) |
 //!
@@ -58,6 +59,7 @@ pub mod event;
 pub mod fault;
 pub mod protocol_core;
 pub mod raop;
+pub mod seed;
 #[cfg(feature = "shell")]
 pub mod shell;
 pub mod spotify_ap;

@@ -60,6 +60,14 @@ impl<'a> Context<'a> {
     pub fn info(&mut self, message: impl Into<String>) {
         self.notes.push(Note::Info(message.into()));
     }
+
+    /// Answers `req` with `response`, whose status says it was refused, giving `why` as the reason
+    /// phrase (RFC 2326 §7.1.1, RFC 7230 §3.1.2) and as a warning for the transcript.
+    pub fn refuse(&mut self, req: &Request, response: Response, why: &str) -> Outcome {
+        let status = response.status;
+        self.warn(format!("{} {}: {status} {why}", req.method, req.path()));
+        Outcome::Respond(response.with_reason_text(why))
+    }
 }
 
 /// Receives datagrams on a UDP port the core asked the shell to open.

@@ -29,6 +29,31 @@ pub fn rtsp(method: &str, uri: &str, cseq: u32) -> Request {
     r
 }
 
+/// Gives `r` the body and headers a sender puts on `method` in a stream (docs/peers.md): the L16
+/// SDP on ANNOUNCE, a record-mode `Transport` on SETUP, a volume on SET_PARAMETER and
+/// GET_PARAMETER; other methods stay bare.
+pub fn body_for(method: &str, r: &mut Request) {
+    match method {
+        "ANNOUNCE" => {
+            r.headers.set("Content-Type", "application/sdp");
+            r.body = SDP_L16.as_bytes().to_vec();
+        }
+        "SETUP" => r.headers.set(
+            "Transport",
+            "RTP/AVP/UDP;unicast;mode=record;control_port=1;timing_port=2",
+        ),
+        "SET_PARAMETER" => {
+            r.headers.set("Content-Type", "text/parameters");
+            r.body = b"volume: -11.5\r\n".to_vec();
+        }
+        "GET_PARAMETER" => {
+            r.headers.set("Content-Type", "text/parameters");
+            r.body = b"volume\r\n".to_vec();
+        }
+        _ => {}
+    }
+}
+
 /// Runs one request through `svc`: the response and the core's notes. SETUP's UDP ports are
 /// 6000-6002; a core that defers its answer fails the test.
 pub fn drive<S: ProtocolCore>(

@@ -8,7 +8,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use tokio::io::AsyncReadExt;
-use tokio::process::Command;
+use tokio::process::{Child, Command};
 use tokio::sync::watch;
 
 use super::ClientOutcome;
@@ -28,6 +28,25 @@ pub(crate) fn command(argv: &[String], env: &BTreeMap<String, String>, cwd: &Pat
     cmd
 }
 
+/// Starts `argv`; when it cannot, why, with the hint to install a missing third-party peer
+/// (docs/peers.md).
+pub(crate) fn spawn(
+    argv: &[String],
+    env: &BTreeMap<String, String>,
+    cwd: &Path,
+) -> Result<Child, String> {
+    command(argv, env, cwd).spawn().map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            format!(
+                "{}: not found. If it is a third-party peer, install it with `ci/install-peers`.",
+                argv[0]
+            )
+        } else {
+            format!("{}: cannot start: {e}", argv[0])
+        }
+    })
+}
+
 /// Runs `argv` until it exits, `timeout` passes, or `cancel` flips to true.
 pub async fn run(
     argv: &[String],
@@ -37,19 +56,9 @@ pub async fn run(
     mut cancel: watch::Receiver<bool>,
 ) -> ClientOutcome {
     let started = Instant::now();
-    let mut child = match command(argv, env, cwd).spawn() {
+    let mut child = match spawn(argv, env, cwd) {
         Ok(c) => c,
-        Err(e) => {
-            let hint = if e.kind() == std::io::ErrorKind::NotFound {
-                format!(
-                    "{}: not found. If it is a third-party peer, install it with `ci/install-peers`.",
-                    argv[0]
-                )
-            } else {
-                format!("{}: cannot start: {e}", argv[0])
-            };
-            return ClientOutcome::failed_to_start(hint, started.elapsed());
-        }
+        Err(hint) => return ClientOutcome::failed_to_start(hint, started.elapsed()),
     };
     let pgid = child.id().map(|p| p as i32);
     let mut stdout = child.stdout.take().expect("piped");

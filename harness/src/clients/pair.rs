@@ -80,14 +80,7 @@ struct Started {
 }
 
 fn start(argv: &[String], env: &BTreeMap<String, String>, cwd: &Path) -> Result<Started> {
-    let mut child = super::external::command(argv, env, cwd)
-        .spawn()
-        .with_context(|| {
-            format!(
-                "{}: cannot start (a third-party peer? install it with `ci/install-peers`)",
-                argv[0]
-            )
-        })?;
+    let mut child = super::external::spawn(argv, env, cwd).map_err(anyhow::Error::msg)?;
     let pgid = child.id().map(|p| p as i32);
     let (tx, rx) = mpsc::unbounded_channel();
     let out = child.stdout.take().expect("piped");

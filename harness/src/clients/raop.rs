@@ -311,12 +311,7 @@ pub async fn run_on(mut client: RtspClient, opts: &Options, log: &mut String) ->
     Ok(())
 }
 
-fn mac_text(mac: &[u8; 6]) -> String {
-    mac.iter()
-        .map(|b| format!("{b:02X}"))
-        .collect::<Vec<_>>()
-        .join(":")
-}
+use airtwin_simulators::wire::hex::mac_text;
 
 fn expect_ok(step: &str, status: u16, body: &[u8]) -> Result<()> {
     if status != 200 {

@@ -293,6 +293,17 @@ fn tail(s: &str) -> String {
     }
 }
 
+/// The expectation `value` breaks, `at most {max} {unit}` or `at least {min} {unit}`, if any.
+fn bound(value: u64, min: Option<u64>, max: Option<u64>, unit: &str) -> Option<String> {
+    if let Some(max) = max.filter(|max| value > *max) {
+        return Some(format!("at most {max} {unit}"));
+    }
+    if let Some(min) = min.filter(|min| value < *min) {
+        return Some(format!("at least {min} {unit}"));
+    }
+    None
+}
+
 fn check_audio(
     what: &str,
     a: &AudioExpect,
@@ -322,34 +333,14 @@ fn check_audio(
     let packets: u64 = stats.iter().map(|s| s.packets).sum();
     let frames: u64 = stats.iter().map(|s| s.frames).sum();
     let missing: u64 = stats.iter().map(|s| s.missing).sum();
-    if let Some(min) = a.min_packets {
-        if packets < min {
-            return fail(
-                format!("at least {min} audio packets"),
-                format!("{packets}"),
-            );
-        }
+    if let Some(expected) = bound(packets, a.min_packets, None, "audio packets") {
+        return fail(expected, format!("{packets}"));
     }
-    if let Some(min) = a.min_frames {
-        if frames < min {
-            return fail(format!("at least {min} frames"), format!("{frames}"));
-        }
+    if let Some(expected) = bound(frames, a.min_frames, None, "frames") {
+        return fail(expected, format!("{frames}"));
     }
-    if let Some(max) = a.max_missing {
-        if missing > max {
-            return fail(
-                format!("at most {max} missing packets"),
-                format!("{missing} missing"),
-            );
-        }
-    }
-    if let Some(min) = a.min_missing {
-        if missing < min {
-            return fail(
-                format!("at least {min} missing packets"),
-                format!("{missing} missing"),
-            );
-        }
+    if let Some(expected) = bound(missing, a.min_missing, a.max_missing, "missing packets") {
+        return fail(expected, format!("{missing} missing"));
     }
     if let Some(enc) = a.encrypted {
         if let Some(s) = state.sessions.iter().find(|s| s.encrypted != enc) {

@@ -639,3 +639,18 @@ async fn state(#[case] item: &str, #[case] want: Option<(&str, &str)>) {
     }
     assert_verdict(&failures, want, &expect);
 }
+
+#[test]
+fn bounds_name_the_broken_limit_and_pass_within() {
+    use super::bound;
+    assert_eq!(bound(5, Some(5), Some(5), "frames"), None);
+    assert_eq!(bound(3, None, None, "frames"), None);
+    assert_eq!(
+        bound(4, Some(5), None, "frames").as_deref(),
+        Some("at least 5 frames")
+    );
+    assert_eq!(
+        bound(6, Some(1), Some(5), "missing packets").as_deref(),
+        Some("at most 5 missing packets")
+    );
+}

@@ -373,9 +373,7 @@ pub fn render_body(out: &mut String, body: &[u8], content_type: Option<&str>) {
 fn hex(bytes: &[u8]) -> String {
     let mut s = String::new();
     for chunk in bytes[..bytes.len().min(256)].chunks(32) {
-        for b in chunk {
-            let _ = write!(s, "{b:02x}");
-        }
+        s.push_str(&airtwin_simulators::wire::hex::encode(chunk));
         s.push('\n');
     }
     if bytes.len() > 256 {

@@ -38,7 +38,7 @@ impl Access {
     pub fn new(bound: SocketAddr) -> Self {
         let mut bytes = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut bytes);
-        let token = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let token = airtwin_simulators::wire::hex::encode(&bytes);
         Self::with_token(bound, token)
     }
 

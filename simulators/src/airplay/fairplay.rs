@@ -77,15 +77,7 @@ pub fn parse_vectors(text: &str) -> Result<[[u8; PHASE1_REPLY_LEN]; 4], String> 
 }
 
 /// Lower- or upper-case hex without separators.
-pub fn decode_hex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
-}
+pub use crate::wire::hex::decode as decode_hex;
 
 /// A readable FPLY request.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -106,10 +106,7 @@ pub fn features_text(features: u64) -> String {
     }
 }
 
-/// Lower-case hex.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+pub use crate::wire::hex::encode as hex;
 
 fn int(v: u64) -> Value {
     Value::Integer(v.into())
@@ -255,27 +252,12 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// The default Apple TV's identity (AirplayConfig::apple_tv), with a recognisable key.
     pub(crate) fn identity() -> InfoIdentity {
-        InfoIdentity {
-            device_id: "AA:BB:CC:DD:EE:FF".into(),
-            mac_address: "AA:BB:CC:DD:EE:FF".into(),
-            model: "AppleTV3,2".into(),
-            name: "APS[AA:BB:CC:DD:EE:FF]".into(),
-            pi: "b08f5a79-db29-4384-b456-a4784d9e6055".into(),
-            pk: [7; 32],
-            features: 0x5A7F_FFF7,
-            status_flags: 4,
-            vv: 2,
-            source_version: "220.68".into(),
-            initial_volume: -20.0,
-            display: DisplayInfo {
-                width: 1920,
-                height: 1080,
-                refresh_rate: 60.0,
-                uuid: "e5f7a68d-7b0f-4305-984b-974f677a150b".into(),
-            },
-            overrides: Vec::new(),
-        }
+        let mut id =
+            super::super::server::AirplayConfig::apple_tv("APS[AA:BB:CC:DD:EE:FF]", 0).info;
+        id.pk = [7; 32];
+        id
     }
 
     #[test]

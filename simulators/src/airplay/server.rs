@@ -19,7 +19,7 @@ use super::video::{Video, VideoReply};
 use crate::protocol_core::{ConnInfo, Context, Outcome, ProtocolCore};
 use crate::raop::session::RaopConn;
 use crate::raop::{RaopConfig, RaopCore};
-use crate::wire::{Protocol, Request, Response};
+use crate::wire::{hex, Protocol, Request, Response};
 
 /// The AirPlay side of an Apple TV.
 #[derive(Clone)]
@@ -46,12 +46,8 @@ pub const AUDIO_JACK: &str = "Connected; type=digital";
 
 /// A generator for the identity of device `name` under `seed`.
 fn identity_rng(seed: u64, name: &str) -> ChaCha8Rng {
-    // FNV-1a of the name, so two Apple TVs of one scenario differ.
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in name.bytes() {
-        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-    }
-    ChaCha8Rng::seed_from_u64(seed ^ h ^ 0xA1B7_0001)
+    // The name's hash, so two Apple TVs of one scenario differ.
+    ChaCha8Rng::seed_from_u64(seed ^ crate::seed::label_hash(name) ^ 0xA1B7_0001)
 }
 
 /// A version-4-shaped UUID from 16 random bytes.
@@ -109,7 +105,7 @@ impl AirplayConfig {
     /// The RAOP core of the same device: its MAC, model and source version, a digital audio jack.
     pub fn raop_config(&self, seed: u64) -> RaopConfig {
         let mut raop = RaopConfig::airport_express(&self.info.name);
-        if let Some(mac) = parse_mac(&self.info.mac_address) {
+        if let Some(mac) = hex::parse_mac(&self.info.mac_address) {
             raop.hw_addr = mac;
         }
         raop.model = self.info.model.clone();
@@ -118,13 +114,6 @@ impl AirplayConfig {
         raop.seed = seed;
         raop
     }
-}
-
-/// `AA:BB:CC:DD:EE:FF` → bytes.
-fn parse_mac(s: &str) -> Option<[u8; 6]> {
-    let hex: String = s.chars().filter(|c| c.is_ascii_hexdigit()).collect();
-    let bytes = fairplay::decode_hex(&hex)?;
-    bytes.try_into().ok()
 }
 
 /// What the FairPlay exchanges left behind, device-wide.
@@ -205,8 +194,8 @@ impl AirplayCore {
         why: &str,
         cx: &mut Context<'_>,
     ) -> Outcome {
-        cx.warn(format!("{} {}: {status} {why}", req.method, req.path()));
-        Outcome::Respond(self.respond(conn, req, status, cx).with_reason_text(why))
+        let response = self.respond(conn, req, status, cx);
+        cx.refuse(req, response, why)
     }
 
     fn plist(
@@ -413,13 +402,23 @@ impl ProtocolCore for AirplayCore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn identities_are_pinned_to_seed_and_name() {
+        // Pinned: scenario outcomes (keys, device ids) depend on these values.
+        assert_eq!(identity_rng(7, "tv").gen::<u64>(), 539829931766139116);
+        assert_eq!(
+            identity_rng(42, "Living Room").gen::<u64>(),
+            3284044237402223746
+        );
+    }
     use crate::fault::CoreParams;
     use crate::protocol_core::Note;
     use rstest::rstest;
     use std::io::Cursor;
     use std::time::Duration;
 
-    use crate::testkit::{self, SDP_L16};
+    use crate::testkit;
 
     fn conn(index: u64) -> ConnInfo {
         testkit::conn("tv", index, 7000)
@@ -467,28 +466,6 @@ mod tests {
             .count()
     }
 
-    fn body_for(method: &str, r: &mut Request) {
-        match method {
-            "ANNOUNCE" => {
-                r.headers.set("Content-Type", "application/sdp");
-                r.body = SDP_L16.as_bytes().to_vec();
-            }
-            "SETUP" => r.headers.set(
-                "Transport",
-                "RTP/AVP/UDP;unicast;mode=record;control_port=1;timing_port=2",
-            ),
-            "SET_PARAMETER" => {
-                r.headers.set("Content-Type", "text/parameters");
-                r.body = b"volume: -11.5\r\n".to_vec();
-            }
-            "GET_PARAMETER" => {
-                r.headers.set("Content-Type", "text/parameters");
-                r.body = b"volume\r\n".to_vec();
-            }
-            _ => {}
-        }
-    }
-
     /// docs/protocols/airplay.md, for the Apple TV: every response carries `Date`,
     /// `Session` (one value for the connection; the scenario may fix it), `CSeq` echoed,
     /// `Server: AirTunes/220.68`, and `Audio-Jack-Status: Connected; type=digital` except to
@@ -526,12 +503,12 @@ mod tests {
             if needed {
                 cseq += 1;
                 let mut r = req(step, "rtsp://127.0.0.1/1", cseq);
-                body_for(step, &mut r);
+                testkit::body_for(step, &mut r);
                 assert_eq!(drive(&svc, &mut c, &info, &r).0.status, 200, "{step}");
             }
         }
         let mut r = req(method, uri, cseq + 40);
-        body_for(method, &mut r);
+        testkit::body_for(method, &mut r);
         if uri == "/fp-setup" {
             r.body = fairplay::phase1_request(1).to_vec();
         }
@@ -752,7 +729,7 @@ mod tests {
         let info = conn(0);
         let mut c = svc.open(&info);
         let mut a = req("ANNOUNCE", "rtsp://127.0.0.1/1", 1);
-        body_for("ANNOUNCE", &mut a);
+        testkit::body_for("ANNOUNCE", &mut a);
         assert_eq!(drive(&svc, &mut c, &info, &a).0.status, 200);
         assert_eq!(svc.raop.state.lock().unwrap().sessions_total, 1);
         svc.close(c);

@@ -25,7 +25,7 @@ pub fn pairing_code(pair: &str, pin: &str) -> String {
     for digit in pin.bytes() {
         h.update([digit, 0]);
     }
-    h.finalize().iter().map(|b| format!("{b:02X}")).collect()
+    crate::wire::hex::encode_upper(&h.finalize())
 }
 
 /// A 16-hex-digit pairing GUID (`0x0000000000000001`, `0000000000000001`) as a number.
@@ -85,7 +85,7 @@ impl PairCall {
                 let mut h = Md5::new();
                 h.update(self.pair.as_bytes());
                 h.update(self.pin.as_bytes());
-                h.finalize().iter().map(|b| format!("{b:02X}")).collect()
+                crate::wire::hex::encode_upper(&h.finalize())
             }
         }
     }

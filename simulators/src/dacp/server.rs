@@ -203,8 +203,7 @@ impl DacpCore {
         why: &str,
         cx: &mut Context<'_>,
     ) -> Outcome {
-        cx.warn(format!("{} {}: {status} {why}", req.method, req.path()));
-        Outcome::Respond(Response::new(req.protocol, status).with_reason_text(why))
+        cx.refuse(req, Response::new(req.protocol, status), why)
     }
 
     fn route(&self, req: &Request, cx: &mut Context<'_>) -> Outcome {

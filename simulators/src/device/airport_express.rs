@@ -106,15 +106,10 @@ impl Kind for AirportExpress {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::device::tests::offline;
+    use crate::device::tests::airport;
 
     fn device() -> Device {
-        let raop = Arc::new(RaopCore::new(AirportExpress::config("Kitchen", 7)));
-        let parts = Parts {
-            raop: Some(raop),
-            ..Parts::default()
-        };
-        offline(&AirportExpress, "Kitchen", parts, &[("raop", 5000)])
+        airport("Kitchen")
     }
 
     #[test]

@@ -591,18 +591,7 @@ pub fn state_key(state: &Value, key: &str) -> Value {
         .unwrap_or_default()
 }
 
-/// `00:11:24:00:44:91` or `001124004491` → bytes.
-pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
-    let hex: String = s.chars().filter(|c| *c != ':' && *c != '-').collect();
-    if hex.len() != 12 || !hex.is_ascii() {
-        return None;
-    }
-    let mut out = [0u8; 6];
-    for (i, b) in out.iter_mut().enumerate() {
-        *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
-    }
-    Some(out)
-}
+pub use crate::wire::hex::parse_mac;
 
 #[cfg(test)]
 pub(crate) mod tests {
@@ -623,7 +612,8 @@ pub(crate) mod tests {
             .device(kind, ports, parts, Vec::new())
     }
 
-    fn airport(name: &str) -> Device {
+    /// An AirPort Express named `name`, seed 7, offline.
+    pub(crate) fn airport(name: &str) -> Device {
         let raop = Arc::new(RaopCore::new(AirportExpress::config(name, 7)));
         let parts = Parts {
             raop: Some(raop),
@@ -632,7 +622,8 @@ pub(crate) mod tests {
         offline(&AirportExpress, name, parts, &[("raop", 5000)])
     }
 
-    fn itunes(name: &str) -> Device {
+    /// An iTunes library named `name`, seed 7, offline.
+    pub(crate) fn itunes(name: &str) -> Device {
         let dacp = Arc::new(DacpCore::new(Itunes::library(
             name,
             7,
@@ -774,18 +765,6 @@ pub(crate) mod tests {
         let lib = itunes("lib");
         let r = lib.records("lib", &extra).unwrap();
         assert!(r.services.iter().all(|s| s.get("am").is_none()), "{r:?}");
-    }
-
-    #[test]
-    fn macs_parse_with_or_without_separators_and_bad_ones_are_none() {
-        let want = Some([0x00, 0x11, 0x24, 0x00, 0x44, 0x91]);
-        assert_eq!(parse_mac("00:11:24:00:44:91"), want);
-        assert_eq!(parse_mac("00-11-24-00-44-91"), want);
-        assert_eq!(parse_mac("001124004491"), want);
-        assert_eq!(parse_mac("00:11:24:00:44"), None);
-        assert_eq!(parse_mac("00:11:24:00:44:9g"), None);
-        // 12 bytes, not 12 hex digits.
-        assert_eq!(parse_mac("ééééé00"), None);
     }
 
     #[tokio::test]

@@ -14,7 +14,7 @@ pub const RAOP_SERVICE: &str = "_raop._tcp";
 impl RaopConfig {
     /// `001124004491`: the instance-name prefix, upper-case hex without separators.
     pub fn hw_addr_hex(&self) -> String {
-        self.hw_addr.iter().map(|b| format!("{b:02X}")).collect()
+        crate::wire::hex::encode_upper(&self.hw_addr)
     }
 
     /// The `_raop._tcp` record of this receiver, announced as `name` on `port`.

@@ -64,11 +64,7 @@ impl RaopConfig {
 
     /// `00:11:24:00:44:91`.
     pub fn mac_string(&self) -> String {
-        self.hw_addr
-            .iter()
-            .map(|b| format!("{b:02X}"))
-            .collect::<Vec<_>>()
-            .join(":")
+        crate::wire::hex::mac_text(&self.hw_addr)
     }
 }
 
@@ -131,8 +127,8 @@ impl RaopCore {
         why: &str,
         cx: &mut Context<'_>,
     ) -> Outcome {
-        cx.warn(format!("{} {}: {status} {why}", req.method, req.path()));
-        Outcome::Respond(self.respond(conn, req, status, cx).with_reason_text(why))
+        let response = self.respond(conn, req, status, cx);
+        cx.refuse(req, response, why)
     }
 
     /// Answers `Apple-Challenge` when the request carries one (OPTIONS or ANNOUNCE).
@@ -607,25 +603,7 @@ mod tests {
     ) {
         let (svc, mut c, info, cseq) = prepared(method);
         let mut r = req(method, uri, cseq + 40);
-        match method {
-            "ANNOUNCE" => {
-                r.headers.set("Content-Type", "application/sdp");
-                r.body = SDP_L16.as_bytes().to_vec();
-            }
-            "SETUP" => r.headers.set(
-                "Transport",
-                "RTP/AVP/UDP;unicast;mode=record;control_port=1;timing_port=2",
-            ),
-            "SET_PARAMETER" => {
-                r.headers.set("Content-Type", "text/parameters");
-                r.body = b"volume: -11.5\r\n".to_vec();
-            }
-            "GET_PARAMETER" => {
-                r.headers.set("Content-Type", "text/parameters");
-                r.body = b"volume\r\n".to_vec();
-            }
-            _ => {}
-        }
+        testkit::body_for(method, &mut r);
         let (first, _) = drive(&svc, &mut c, &info, &req("OPTIONS", "*", 1));
         let (resp, _) = drive(&svc, &mut c, &info, &r);
         assert_eq!(

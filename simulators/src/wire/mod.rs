@@ -3,6 +3,7 @@
 pub mod dmap;
 pub mod dns_sd;
 pub mod framing;
+pub mod hex;
 pub mod message;
 pub mod plist;
 pub mod sdp;
