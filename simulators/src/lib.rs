@@ -26,6 +26,7 @@ pub mod device;
 pub mod discovery;
 pub mod event;
 pub mod fault;
+pub mod hap;
 pub mod raop;
 pub mod service;
 pub mod shell;
