@@ -57,8 +57,8 @@ impl Serve {
     }
 
     /// The control API, with the token from the ready file.
-    fn control(&self) -> ::airtwin::ctl::Api {
-        ::airtwin::ctl::Api::from_ready_file(&self.ready_path).expect("ready file")
+    fn control(&self) -> ::airtwin::serve::ctl::Api {
+        ::airtwin::serve::ctl::Api::from_ready_file(&self.ready_path).expect("ready file")
     }
 
     fn pid(&self) -> u32 {
@@ -120,7 +120,7 @@ extern "C" {
 
 /// One request to the control API through the client `airtwin ctl` uses: status and body.
 fn http(
-    api: ::airtwin::ctl::Api,
+    api: ::airtwin::serve::ctl::Api,
     method: &str,
     path: &str,
     body: Option<&Value>,
@@ -134,7 +134,7 @@ fn http(
 }
 
 /// The status of one raw HTTP/1.1 request (headers exactly as given) to the control API.
-fn raw_status(api: &::airtwin::ctl::Api, head: &str, body: &str) -> u16 {
+fn raw_status(api: &::airtwin::serve::ctl::Api, head: &str, body: &str) -> u16 {
     let mut s = TcpStream::connect(api.addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     write!(

@@ -11,9 +11,9 @@ use airtwin_simulators::airplay::AirplayConfig;
 use airtwin_simulators::dacp::pairing::parse_guid;
 use airtwin_simulators::dacp::DacpConfig;
 use airtwin_simulators::device::{AirportExpress, AppleTv, Itunes, Settings};
-use airtwin_simulators::event::Recorder;
 use airtwin_simulators::fault::{Action, FaultPlan};
 use airtwin_simulators::raop::{keys, RaopConfig};
+use airtwin_simulators::shell::Recorder;
 use anyhow::{Context as _, Result};
 use tokio::sync::watch;
 
@@ -105,7 +105,7 @@ fn sign_with_keys(run: &RunContext) -> Result<Vec<(String, Arc<keys::DeviceKey>)
     for fault in run.plan.faults() {
         if let Action::SignWith(source) = &fault.action {
             let resolved = resolve_key(source, &run.base_dir);
-            let key = keys::load_private_key(&resolved)
+            let key = crate::key_file::load_private(&resolved)
                 .with_context(|| format!("fault sign_with {source:?}"))?;
             out.push((source.clone(), Arc::new(key)));
         }
@@ -119,7 +119,7 @@ fn identity_key(spec: &DeviceSpec, run: &RunContext) -> Result<Option<Arc<keys::
         return Ok(None);
     };
     let source = resolve_key(key, &run.base_dir);
-    let key = keys::load_private_key(&source)
+    let key = crate::key_file::load_private(&source)
         .with_context(|| format!("device {}: identity.key", spec.name))?;
     Ok(Some(Arc::new(key)))
 }

@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use airtwin_simulators::event::{Event, Recorder};
+use airtwin_simulators::event::Event;
 use airtwin_simulators::fault::FaultPlan;
+use airtwin_simulators::shell::Recorder;
 use serde::Serialize;
 use tokio::sync::watch;
 use tracing::{info, info_span, Instrument};

@@ -1,18 +1,14 @@
 //! airtwin's harness: the scenario model and engine, expectations, reports, and the CLI behind
 //! the `airtwin` binary. The devices themselves live in `airtwin-simulators`.
 
-pub mod auth;
 pub mod bench;
-pub mod bench_scale;
 pub mod cli;
 pub mod clients;
-pub mod control;
-pub mod ctl;
-pub mod dacp_bench;
 pub mod devices;
 pub mod discovery;
 pub mod engine;
 pub mod expect;
+pub mod key_file;
 pub mod netns;
 pub mod report;
 pub mod scenario;

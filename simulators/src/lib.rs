@@ -1,9 +1,15 @@
 //! airtwin's simulated devices.
 //!
-//! Each protocol is a sans-IO core (`raop`, …) driven by the shared tokio shell (`shell`) through
-//! the [`service::Service`] contract; faults are applied at one seam ([`fault`]) between the two,
-//! and everything that happens is recorded as [`event::Event`]s. A device kind ([`device`])
-//! combines cores on ports; its builder starts one inside any tokio runtime, without the harness:
+//! Each protocol is a sans-IO core (`raop`, …) driven through the [`service::Service`] contract by
+//! the sans-IO [`connection::Connection`], which frames requests and applies the fault seam
+//! ([`fault`]); the tokio shell (`shell`) only moves its bytes and keeps its timers, and everything
+//! that happens is recorded as [`event::Event`]s.
+//!
+//! The shell is the default `shell` feature: without it (`--no-default-features`) the crate builds
+//! without tokio, so no core can reach a socket or a timer.
+//!
+//! A device kind ([`device`]) combines cores on ports; its builder starts one inside any tokio
+//! runtime, without the harness:
 //!
 //! ```
 //! # use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -21,7 +27,9 @@
 //! ```
 
 pub mod airplay;
+pub mod connection;
 pub mod dacp;
+#[cfg(feature = "shell")]
 pub mod device;
 pub mod discovery;
 pub mod event;
@@ -29,9 +37,11 @@ pub mod fault;
 pub mod hap;
 pub mod raop;
 pub mod service;
+#[cfg(feature = "shell")]
 pub mod shell;
 pub mod wire;
 
+#[cfg(feature = "shell")]
 pub use device::{AirportExpress, AppleTv, Device, Itunes};
 
 #[cfg(test)]

@@ -5,10 +5,9 @@
 //! shell (`crate::shell`) reads and writes bytes, applies the fault seam, and records events.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
-
-use tokio::sync::watch;
 
 use crate::fault::CoreParams;
 use crate::wire::{Request, Response};
@@ -86,37 +85,72 @@ pub enum Outcome {
     OpenUdp(Vec<UdpRequest>),
     /// Send this response, then close the connection.
     RespondAndClose(Response),
-    /// Answer later (a long poll, a slow device). The shell waits until `changed` sees a new
-    /// value, or `until` (wall-clock) arrives, whichever is first, then calls
-    /// [`Service::resume`] with the same request, which may wait again. With neither set it waits
-    /// until the device stops. While waiting the shell keeps reading, so a peer that goes away
-    /// ends the wait; bytes it sends meanwhile are kept for the next request.
+    /// Answer later (a long poll, a slow device). The shell waits until the device's [`Changes`]
+    /// revision differs from `after_revision`, or `until` (wall-clock) arrives, whichever is
+    /// first, then calls [`Service::resume`] with the same request, which may wait again. With
+    /// neither set it waits until the device stops. While waiting the shell keeps reading, so a
+    /// peer that goes away ends the wait; bytes it sends meanwhile are kept for the next request.
     Wait {
-        changed: Option<watch::Receiver<u64>>,
+        after_revision: Option<u64>,
         until: Option<SystemTime>,
     },
 }
 
-/// A change counter a core bumps when its state changes, so that deferred answers
-/// ([`Outcome::Wait`]) wake up. Cores only bump and subscribe; the shell does the waiting.
-#[derive(Debug, Clone)]
-pub struct Changes(Arc<watch::Sender<u64>>);
+/// Called with the new revision on every [`Changes::bump`]; the shell registers one to wake its
+/// waiting answers.
+pub type Wake = Arc<dyn Fn(u64) + Send + Sync>;
 
-impl Default for Changes {
-    fn default() -> Self {
-        Changes(Arc::new(watch::channel(0).0))
+/// A revision counter a core bumps when its state changes, so that deferred answers
+/// ([`Outcome::Wait`]) wake up. Cores only bump and read it; the shell owns the waiting, through a
+/// [`Wake`] callback it registers when it starts the device.
+#[derive(Clone, Default)]
+pub struct Changes(Arc<ChangesInner>);
+
+#[derive(Default)]
+struct ChangesInner {
+    revision: AtomicU64,
+    wakers: Mutex<Vec<Wake>>,
+}
+
+impl std::fmt::Debug for Changes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Changes")
+            .field("revision", &self.revision())
+            .finish_non_exhaustive()
     }
 }
 
 impl Changes {
-    /// Marks a change: every waiting answer wakes.
+    /// Marks a change: the revision goes up and every registered [`Wake`] runs.
     pub fn bump(&self) {
-        self.0.send_modify(|v| *v = v.wrapping_add(1));
+        let revision = self
+            .0
+            .revision
+            .fetch_add(1, Ordering::SeqCst)
+            .wrapping_add(1);
+        let wakers = self
+            .0
+            .wakers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        for wake in wakers {
+            wake(revision);
+        }
     }
 
-    /// A receiver that sees the next bump (not earlier ones).
-    pub fn subscribe(&self) -> watch::Receiver<u64> {
-        self.0.subscribe()
+    /// The current revision: 0 until the first bump.
+    pub fn revision(&self) -> u64 {
+        self.0.revision.load(Ordering::SeqCst)
+    }
+
+    /// Runs `wake` with the new revision on every later bump.
+    pub fn on_change(&self, wake: Wake) {
+        self.0
+            .wakers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(wake);
     }
 }
 
@@ -140,6 +174,12 @@ pub trait Service: Send + Sync + 'static {
         cx: &mut Context<'_>,
     ) -> Response;
 
+    /// The revision counter [`Outcome::Wait`]'s `after_revision` refers to, for cores that wait
+    /// on their own state changes.
+    fn changes(&self) -> Option<&Changes> {
+        None
+    }
+
     /// Called again for a request the core answered with [`Outcome::Wait`], once the wait is over.
     /// Cores that never wait keep this default.
     fn resume(&self, state: &mut Self::Conn, req: &Request, cx: &mut Context<'_>) -> Outcome {
@@ -161,4 +201,31 @@ pub trait Service: Send + Sync + 'static {
 
     /// Called when the connection ends, whatever the reason.
     fn close(&self, state: Self::Conn);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+
+    use super::Changes;
+
+    #[test]
+    fn a_bump_raises_the_revision_and_calls_every_wake_with_it() {
+        let changes = Changes::default();
+        assert_eq!(changes.revision(), 0);
+        let seen = Arc::new(AtomicU64::new(0));
+        let calls = Arc::new(AtomicU64::new(0));
+        for _ in 0..2 {
+            let (seen, calls) = (seen.clone(), calls.clone());
+            changes.on_change(Arc::new(move |revision| {
+                seen.store(revision, Ordering::SeqCst);
+                calls.fetch_add(1, Ordering::SeqCst);
+            }));
+        }
+        changes.clone().bump();
+        assert_eq!(changes.revision(), 1, "clones share the counter");
+        assert_eq!(seen.load(Ordering::SeqCst), 1);
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
 }

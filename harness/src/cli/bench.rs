@@ -53,28 +53,28 @@ pub enum BenchCommand {
 pub(super) async fn run(command: BenchCommand) -> Result<ExitCode> {
     match command {
         BenchCommand::Scale { devices } => {
-            crate::bench_scale::run(devices).await?;
+            crate::bench::scale::run(devices).await?;
             Ok(ExitCode::SUCCESS)
         }
         BenchCommand::Airplay {
             connections,
             seconds,
         } => {
-            bench::airplay(connections, Duration::from_secs_f64(seconds)).await?;
+            bench::airplay::airplay(connections, Duration::from_secs_f64(seconds)).await?;
             Ok(ExitCode::SUCCESS)
         }
         BenchCommand::Dacp {
             connections,
             seconds,
         } => {
-            crate::dacp_bench::run(connections, Duration::from_secs_f64(seconds)).await?;
+            crate::bench::dacp::run(connections, Duration::from_secs_f64(seconds)).await?;
             Ok(ExitCode::SUCCESS)
         }
         BenchCommand::Raop {
             connections,
             seconds,
         } => {
-            bench::raop(connections, Duration::from_secs_f64(seconds)).await?;
+            bench::raop::raop(connections, Duration::from_secs_f64(seconds)).await?;
             Ok(ExitCode::SUCCESS)
         }
     }

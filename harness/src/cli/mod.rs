@@ -102,7 +102,7 @@ pub enum Command {
         control: std::net::SocketAddr,
     },
     /// Drive a running `airtwin serve` through its control API.
-    Ctl(crate::ctl::CtlArgs),
+    Ctl(crate::serve::ctl::CtlArgs),
     /// airtwin's own reference clients.
     #[command(subcommand)]
     Client(client::ClientCommand),
@@ -202,7 +202,7 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
             serve::serve(what, opts).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Ctl(args) => crate::ctl::run(args).await,
+        Command::Ctl(args) => crate::serve::ctl::run(args).await,
         Command::Client(command) => client::run(command).await,
         Command::Bench(command) => bench::run(command).await,
     }

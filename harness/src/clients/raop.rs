@@ -15,7 +15,6 @@ use std::time::{Duration, SystemTime};
 
 use airtwin_simulators::raop::audio::AesParams;
 use airtwin_simulators::raop::challenge::{self, encode_b64};
-use airtwin_simulators::raop::keys;
 use airtwin_simulators::raop::rtp;
 use airtwin_simulators::raop::sender::{AlacPacketizer, RtpSender};
 use airtwin_simulators::wire::transport::Transport;
@@ -88,7 +87,7 @@ impl Options {
 /// Loads the public half of a private key source (`builtin`, `other`, or a PEM path holding a
 /// private or public key).
 pub fn load_public(source: &str) -> Result<Arc<RsaPublicKey>> {
-    if let Ok(private) = keys::load_private_key(source) {
+    if let Ok(private) = crate::key_file::load_private(source) {
         return Ok(Arc::new(private.to_public_key()));
     }
     let text = std::fs::read_to_string(source).with_context(|| format!("cannot read {source}"))?;

@@ -8,13 +8,14 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use airtwin_simulators::event::{Event, EventKind, Recorder};
+use airtwin_simulators::event::{Event, EventKind};
 use airtwin_simulators::fault::FaultPlan;
 use airtwin_simulators::raop::audio::{
     encode_l16, encrypt_payload, AesParams, AudioFormat, AudioReceiver, Port,
 };
 use airtwin_simulators::raop::rtp::{self, RtpHeader};
 use airtwin_simulators::raop::state::SessionRecord;
+use airtwin_simulators::shell::Recorder;
 use rstest::rstest;
 use tokio::sync::watch;
 

@@ -15,16 +15,15 @@
 use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::sync::{Mutex, MutexGuard};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use flate2::write::GzEncoder;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::pairing::{format_guid, parse_guid};
-use super::state::{NowPlaying, Player, TimelineStep, Track};
+use super::state::{Player, TimelineStep, Track};
 use crate::service::{Changes, ConnInfo, Context, Outcome, Service};
 use crate::wire::dmap::{self, Item};
 use crate::wire::{Request, Response};
@@ -32,84 +31,7 @@ use crate::wire::{Request, Response};
 /// The DMAP content type.
 pub const DMAP_TYPE: &str = "application/x-dmap-tagged";
 
-/// The pairing GUID `airtwin serve --device itunes|apple-tv` trusts, so a client developer can log
-/// in at once with `--dmap-credentials 0x0000000000000001`.
-pub const DEFAULT_GUID: u64 = 1;
-
-/// An AirPlay speaker the library lists in `getspeakers`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Speaker {
-    pub name: String,
-    /// `msma`: the speaker id (0 is the computer itself).
-    #[serde(default)]
-    pub id: u64,
-    #[serde(default = "yes")]
-    pub active: bool,
-    /// 0..100.
-    #[serde(default = "hundred")]
-    pub volume: u32,
-}
-
-fn yes() -> bool {
-    true
-}
-
-fn hundred() -> u32 {
-    100
-}
-
-/// How a DACP library presents itself and what it allows.
-#[derive(Debug, Clone)]
-pub struct DacpConfig {
-    /// `minm` of `/server-info` and the database name.
-    pub name: String,
-    /// The 64-bit library id (`DbId` / `mper`).
-    pub library_id: u64,
-    /// Pairing GUIDs allowed to log in (besides those paired at run time).
-    pub known_guids: Vec<u64>,
-    /// Status answered to a login with an unknown GUID (503 by default).
-    pub login_status: u16,
-    /// A session unused this long is gone (`mstm` of `/server-info`).
-    pub session_timeout: Duration,
-    /// Compress bodies when the client accepts gzip.
-    pub gzip: bool,
-    /// Value of the `DAAP-Server` header.
-    pub server: String,
-    pub now_playing: NowPlaying,
-    /// PNG bytes per track, in the order of `now_playing.tracks`.
-    pub artwork: Vec<Option<Vec<u8>>>,
-    pub speakers: Vec<Speaker>,
-    /// Seed of session ids.
-    pub seed: u64,
-    /// When the device started: the timeline counts from here.
-    pub start: SystemTime,
-}
-
-impl DacpConfig {
-    /// An iTunes library named `name` trusting [`DEFAULT_GUID`].
-    pub fn itunes(name: &str, start: SystemTime) -> Self {
-        DacpConfig {
-            name: name.to_string(),
-            library_id: 0xA1B2_C3D4_E5F6_0718,
-            known_guids: vec![DEFAULT_GUID],
-            login_status: 503,
-            session_timeout: Duration::from_secs(1800),
-            gzip: true,
-            server: "iTunes/11.1b37 (OS X)".into(),
-            now_playing: NowPlaying::default(),
-            artwork: Vec::new(),
-            speakers: vec![Speaker {
-                name: "Computer".into(),
-                id: 0,
-                active: true,
-                volume: 100,
-            }],
-            seed: 0,
-            start,
-        }
-    }
-}
+pub use super::config::{DacpConfig, Speaker, DEFAULT_GUID};
 
 /// A remote the library paired with (by calling its `/pair`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -119,13 +41,13 @@ pub struct PairedRemote {
     pub device_type: String,
 }
 
-struct Inner {
-    player: Player,
+pub(super) struct Inner {
+    pub(super) player: Player,
     /// Session id → last use.
     sessions: BTreeMap<u32, SystemTime>,
     paired: Vec<(u64, PairedRemote)>,
     rng: ChaCha8Rng,
-    speakers: Vec<Speaker>,
+    pub(super) speakers: Vec<Speaker>,
     logins: u64,
     refused_logins: u64,
 }
@@ -247,7 +169,7 @@ impl DacpService {
         v
     }
 
-    fn dmap(&self, req: &Request, items: Vec<Item>) -> Response {
+    pub(super) fn dmap(&self, req: &Request, items: Vec<Item>) -> Response {
         let body = dmap::encode(&items);
         let mut r = Response::new(req.protocol, 200);
         r.headers.set("Content-Type", DMAP_TYPE);
@@ -270,11 +192,17 @@ impl DacpService {
         r
     }
 
-    fn no_content(&self, req: &Request) -> Response {
+    pub(super) fn no_content(&self, req: &Request) -> Response {
         Response::new(req.protocol, 204)
     }
 
-    fn refuse(&self, req: &Request, status: u16, why: &str, cx: &mut Context<'_>) -> Outcome {
+    pub(super) fn refuse(
+        &self,
+        req: &Request,
+        status: u16,
+        why: &str,
+        cx: &mut Context<'_>,
+    ) -> Outcome {
         cx.warn(format!("{} {}: {status} {why}", req.method, req.path()));
         Outcome::Respond(Response::new(req.protocol, status).with_reason_text(why))
     }
@@ -455,123 +383,6 @@ impl DacpService {
             )],
         ))
     }
-
-    fn ctrl(&self, inner: &mut Inner, cmd: &str, req: &Request, cx: &mut Context<'_>) -> Outcome {
-        let now = cx.now;
-        match cmd {
-            "playstatusupdate" => {
-                let asked = match req.query_param("revision-number") {
-                    None => 0,
-                    Some(v) => match v.parse::<u32>() {
-                        Ok(n) => n,
-                        Err(_) => {
-                            return self.refuse(
-                                req,
-                                400,
-                                &format!("revision-number {v:?} is not a number"),
-                                cx,
-                            )
-                        }
-                    },
-                };
-                if asked == inner.player.revision {
-                    // Nothing new: hold the answer until the state changes.
-                    return Outcome::Wait {
-                        changed: Some(self.changes.subscribe()),
-                        until: inner.player.next_due(),
-                    };
-                }
-                let cmst = inner.player.cmst(now);
-                Outcome::Respond(self.dmap(req, vec![cmst]))
-            }
-            "nowplayingartwork" => match inner.player.artwork() {
-                Some(png) => Outcome::Respond(
-                    Response::new(req.protocol, 200).with_body("image/png", png.to_vec()),
-                ),
-                // No artwork: an empty answer, which pyatv reads as "none".
-                None => Outcome::Respond(self.no_content(req)),
-            },
-            "getproperty" => {
-                let Some(list) = req.query_param("properties") else {
-                    return self.refuse(req, 400, "getproperty needs properties=", cx);
-                };
-                let mut items = vec![Item::int(b"mstt", 200)];
-                for name in list.split(',') {
-                    match inner.player.property(name, now) {
-                        Some(v) => items.extend(v),
-                        None => cx.warn(format!("getproperty: unknown property {name:?}")),
-                    }
-                }
-                Outcome::Respond(self.dmap(req, vec![Item::container(b"cmgt", items)]))
-            }
-            "setproperty" => {
-                let mut any = false;
-                for kv in req.query().unwrap_or_default().split('&') {
-                    let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-                    if k == "session-id" || k == "prompt-id" || k.is_empty() {
-                        continue;
-                    }
-                    if let Err(e) = inner.player.set_property(k, v, now) {
-                        return self.refuse(req, 400, &e, cx);
-                    }
-                    any = true;
-                }
-                if !any {
-                    return self.refuse(req, 400, "setproperty needs a property", cx);
-                }
-                self.changes.bump();
-                Outcome::Respond(self.no_content(req))
-            }
-            "getspeakers" => {
-                let mut items = vec![Item::int(b"mstt", 200)];
-                for s in &inner.speakers {
-                    let mut d = vec![
-                        Item::str(b"minm", s.name.clone()),
-                        Item::int(b"cmvo", s.volume),
-                        Item::int(b"msma", s.id),
-                    ];
-                    if s.active {
-                        d.insert(0, Item::int(b"caia", 1));
-                    }
-                    items.push(Item::container(b"mdcl", d));
-                }
-                Outcome::Respond(self.dmap(req, vec![Item::container(b"casp", items)]))
-            }
-            "setspeakers" => {
-                let Some(list) = req.query_param("speaker-id") else {
-                    return self.refuse(req, 400, "setspeakers needs speaker-id=", cx);
-                };
-                let mut ids = Vec::new();
-                for part in list.split(',') {
-                    match parse_guid(part) {
-                        Some(id) => ids.push(id),
-                        None => {
-                            return self.refuse(
-                                req,
-                                400,
-                                &format!("speaker-id {part:?} is not hex"),
-                                cx,
-                            )
-                        }
-                    }
-                }
-                for s in inner.speakers.iter_mut() {
-                    s.active = ids.contains(&s.id);
-                }
-                inner.player.revision = inner.player.revision.wrapping_add(1).max(1);
-                self.changes.bump();
-                Outcome::Respond(self.no_content(req))
-            }
-            other => match inner.player.command(other, now) {
-                Ok(()) => {
-                    self.changes.bump();
-                    Outcome::Respond(self.no_content(req))
-                }
-                // pyatv reads a 500 as "not supported" (docs/peers.md).
-                Err(e) => self.refuse(req, 500, &e, cx),
-            },
-        }
-    }
 }
 
 impl Service for DacpService {
@@ -579,6 +390,10 @@ impl Service for DacpService {
 
     fn open(&self, _conn: &ConnInfo) -> DacpConn {
         DacpConn
+    }
+
+    fn changes(&self) -> Option<&Changes> {
+        Some(&self.changes)
     }
 
     fn handle(&self, _state: &mut DacpConn, req: &Request, cx: &mut Context<'_>) -> Outcome {
@@ -619,6 +434,8 @@ impl Service for DacpService {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
     use crate::fault::CoreParams;
     use crate::wire::Protocol;
@@ -718,16 +535,16 @@ mod tests {
         );
         assert!(dmap::first(&items, &[b"cmst", b"cmmk"]).is_some());
         let uri = format!("/ctrl-int/1/playstatusupdate?revision-number={rev}&session-id={sid}");
-        let Outcome::Wait { changed, .. } = get(&svc, &uri, t0()) else {
+        let Outcome::Wait { after_revision, .. } = get(&svc, &uri, t0()) else {
             panic!("expected a long poll");
         };
-        let changed = changed.unwrap();
+        let after_revision = after_revision.unwrap();
         answer(get(
             &svc,
             &format!("/ctrl-int/1/pause?session-id={sid}"),
             t0(),
         ));
-        assert!(changed.has_changed().unwrap());
+        assert_ne!(svc.changes.revision(), after_revision);
         let r = answer(get(&svc, &uri, t0()));
         let items = dmap::decode(&r.body).unwrap();
         assert_eq!(

@@ -25,10 +25,11 @@ use crate::airplay::AirplayService;
 use crate::dacp::state::{TimelineStep, Track};
 use crate::dacp::DacpService;
 use crate::discovery::{host_label, HostRecords, ServiceRecord};
-use crate::event::{Event, Recorder};
+use crate::event::Event;
 use crate::fault::{Fault, FaultPlan};
 use crate::raop::RaopService;
 use crate::service::Service;
+use crate::shell::Recorder;
 use crate::shell::{self, ShellConfig};
 use crate::wire::Limits;
 

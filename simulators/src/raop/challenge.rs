@@ -206,7 +206,7 @@ mod tests {
         let challenge = decode_b64(SEED_CHALLENGE).unwrap();
         let good = apple_response(&key, SEED_CHALLENGE, seed_ip(), &SEED_HW).unwrap();
         verify_apple_response(&public, &good, &challenge, seed_ip(), &SEED_HW).unwrap();
-        let other = crate::raop::keys::load_private_key("other").unwrap();
+        let other = crate::raop::keys::builtin_key("other").unwrap();
         let bad = apple_response(&other, SEED_CHALLENGE, seed_ip(), &SEED_HW).unwrap();
         assert!(verify_apple_response(&public, &bad, &challenge, seed_ip(), &SEED_HW).is_err());
         let elsewhere = IpAddr::V4(Ipv4Addr::LOCALHOST);

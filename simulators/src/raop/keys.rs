@@ -5,7 +5,6 @@
 //! against its public half. Scenarios may supply their own PEM.
 
 use std::ops::Deref;
-use std::path::Path;
 
 use rsa::pkcs1::{DecodeRsaPrivateKey, EncodeRsaPublicKey};
 use rsa::pkcs8::DecodePrivateKey;
@@ -139,11 +138,6 @@ pub const OTHER_KEY_PEM: &str = include_str!("../../keys/other-2048.pem");
 
 #[derive(Debug, Error)]
 pub enum KeyError {
-    #[error("cannot read key file {path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
     #[error("{origin}: not an RSA private key in PKCS#1 (BEGIN RSA PRIVATE KEY) or PKCS#8 (BEGIN PRIVATE KEY) PEM: {detail}")]
     Pem { origin: String, detail: String },
 }
@@ -164,19 +158,15 @@ pub fn private_key_from_pem(text: &str, origin: &str) -> Result<DeviceKey, KeyEr
     Ok(DeviceKey::new(key))
 }
 
-/// Loads a private key from a PEM file, or the built-in names `airport-express` and `other`.
-pub fn load_private_key(source: &str) -> Result<DeviceKey, KeyError> {
-    match source {
-        "airport-express" | "builtin" => private_key_from_pem(AIRPORT_EXPRESS_PEM, source),
-        "other" => private_key_from_pem(OTHER_KEY_PEM, source),
-        path => {
-            let text = std::fs::read_to_string(Path::new(path)).map_err(|e| KeyError::Io {
-                path: path.to_string(),
-                source: e,
-            })?;
-            private_key_from_pem(&text, path)
-        }
-    }
+/// The built-in key a scenario names (`airport-express`, or its alias `builtin`, and `other`);
+/// `None` for any other name, which the caller reads as a PEM file.
+pub fn builtin_key(name: &str) -> Option<DeviceKey> {
+    let pem = match name {
+        "airport-express" | "builtin" => AIRPORT_EXPRESS_PEM,
+        "other" => OTHER_KEY_PEM,
+        _ => return None,
+    };
+    Some(private_key_from_pem(pem, name).expect("built-in key parses"))
 }
 
 /// The built-in AirPort Express key.
@@ -251,7 +241,7 @@ mod tests {
             k.sign_raw(&msg).unwrap(),
             k.sign_raw_rsa_crate(&msg).unwrap()
         );
-        let mut rng = rand::thread_rng();
+        let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(7);
         let ct = k
             .to_public_key()
             .encrypt(&mut rng, Oaep::new::<sha1::Sha1>(), &[9u8; 16])

@@ -729,7 +729,7 @@ mod tests {
     #[test]
     fn sign_with_fault_uses_the_named_key() {
         let mut config = RaopConfig::airport_express("apx");
-        let other = Arc::new(keys::load_private_key("other").unwrap());
+        let other = Arc::new(keys::builtin_key("other").unwrap());
         config.extra_keys.push(("other".into(), other.clone()));
         let svc = RaopService::new(config);
         let info = conn(0);
@@ -740,7 +740,11 @@ mod tests {
             sign_with: Some("other".into()),
             ..Default::default()
         };
-        let mut cx = Context::new(&info, SystemTime::now(), &params);
+        let mut cx = Context::new(
+            &info,
+            SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+            &params,
+        );
         let Outcome::Respond(resp) = svc.handle(&mut c, &r, &mut cx) else {
             panic!()
         };

@@ -1,5 +1,6 @@
-//! The TCP connection loop every device shares: read bytes, frame requests, ask the fault seam,
-//! call the core, edit, write. No protocol logic lives here.
+//! The TCP socket loop every device shares: it moves bytes between the socket and the sans-IO
+//! [`Connection`], sleeps until the deadlines it gives, binds the UDP ports it asks for, and wakes
+//! it when the core's revision moves. No protocol or fault logic lives here.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,13 +11,15 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tracing::{debug, info, info_span, warn, Instrument};
+use tracing::{debug, info_span, warn, Instrument};
 
 use super::udp;
-use crate::event::{EventKind, Recorder};
-use crate::fault::{self, Exchange, FaultPlan, Preempt};
-use crate::service::{ConnInfo, Context, Note, Outcome, Service};
-use crate::wire::{self, Limits, Request, Response};
+use super::Recorder;
+use crate::connection::{Connection, End};
+use crate::event::EventKind;
+use crate::fault::FaultPlan;
+use crate::service::{Changes, ConnInfo, Service};
+use crate::wire::Limits;
 
 /// What every shell of a device shares.
 #[derive(Clone)]
@@ -63,6 +66,7 @@ pub fn spawn<S: Service>(
         },
     );
     let counter = Arc::new(AtomicU64::new(0));
+    let revision = service.changes().map(super::revision::watch);
     let mut shutdown = cfg.shutdown.clone();
     tokio::spawn(async move {
         loop {
@@ -89,20 +93,10 @@ pub fn spawn<S: Service>(
             let span = info_span!("conn", device = %cfg.device, peer = %peer, conn = info.index);
             let service = service.clone();
             let cfg = cfg.clone();
-            tokio::spawn(connection(stream, info, service, cfg).instrument(span));
+            let revision = revision.clone();
+            tokio::spawn(connection(stream, info, service, cfg, revision).instrument(span));
         }
     })
-}
-
-/// The UDP ports a connection opened, and the signal that its connection ended.
-struct UdpPorts {
-    tasks: Vec<JoinHandle<()>>,
-    closed: watch::Receiver<bool>,
-}
-
-enum End {
-    Closed(String),
-    Reset,
 }
 
 async fn connection<S: Service>(
@@ -110,29 +104,34 @@ async fn connection<S: Service>(
     info: ConnInfo,
     service: Arc<S>,
     cfg: ShellConfig,
+    revision: Option<watch::Receiver<u64>>,
 ) {
     let _ = stream.set_nodelay(true);
-    cfg.record(Some(&info), EventKind::Connected);
     debug!("connected");
-    let mut state = service.open(&info);
+    let mut conn = Connection::new(
+        service.clone(),
+        info.clone(),
+        cfg.plan.clone(),
+        cfg.limits,
+        cfg.idle_timeout,
+        SystemTime::now(),
+    );
     let (udp_close, udp_closed) = watch::channel(false);
-    let mut udp_tasks = UdpPorts {
-        tasks: Vec::new(),
-        closed: udp_closed,
-    };
-    let end = serve_requests(
+    let mut udp_tasks = Vec::new();
+    let changes = service.changes().zip(revision);
+    serve(
         &mut stream,
-        &info,
-        &*service,
-        &mut state,
+        &mut conn,
         &cfg,
+        changes,
+        &udp_closed,
         &mut udp_tasks,
     )
     .await;
     // Datagrams sent just before the connection ended may still wait in the UDP sockets: each
     // port drains what is queued, then stops.
     let _ = udp_close.send(true);
-    for t in udp_tasks.tasks {
+    for t in udp_tasks {
         if tokio::time::timeout(Duration::from_millis(500), t)
             .await
             .is_err()
@@ -140,295 +139,102 @@ async fn connection<S: Service>(
             debug!("udp port did not drain in time");
         }
     }
-    service.close(state);
-    let reason = match end {
-        End::Closed(reason) => reason,
-        End::Reset => {
-            // SO_LINGER 0 makes close() send RST instead of FIN (and not block).
-            let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
-            "reset by fault".to_string()
-        }
-    };
-    debug!(%reason, "closed");
-    cfg.record(Some(&info), EventKind::Closed { reason });
+    if conn.end_reason() == Some(&End::Reset) {
+        // SO_LINGER 0 makes close() send RST instead of FIN (and not block).
+        let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
+    }
+    let closed = conn.close();
+    if let EventKind::Closed { reason } = &closed {
+        debug!(%reason, "closed");
+    }
+    cfg.record(Some(&info), closed);
 }
 
-async fn serve_requests<S: Service>(
+/// Runs the connection until it ends: records its events, writes its bytes, opens its UDP ports,
+/// and waits for whichever comes first of the socket, its timer, its core's revision and the
+/// device stopping.
+async fn serve<S: Service>(
     stream: &mut TcpStream,
-    info: &ConnInfo,
-    service: &S,
-    state: &mut S::Conn,
+    conn: &mut Connection<S>,
     cfg: &ShellConfig,
-    udp_tasks: &mut UdpPorts,
-) -> End {
-    let mut buf: Vec<u8> = Vec::with_capacity(4096);
-    let mut index: u64 = 0;
+    mut changes: Option<(&Changes, watch::Receiver<u64>)>,
+    udp_closed: &watch::Receiver<bool>,
+    udp_tasks: &mut Vec<JoinHandle<()>>,
+) {
     let mut shutdown = cfg.shutdown.clone();
     let mut chunk = vec![0u8; 16 * 1024];
     loop {
-        // Answer every whole request already buffered.
-        loop {
-            let parsed = wire::parse_request(&buf, &cfg.limits);
-            let (req, used) = match parsed {
-                Ok(Some(x)) => x,
-                Ok(None) => break,
-                Err(e) => {
-                    info!(error = %e, "bad request, answering {} and closing", e.status());
-                    cfg.record(
-                        Some(info),
-                        EventKind::Warning {
-                            message: format!("framing: {e}"),
-                        },
-                    );
-                    let salvaged = wire::salvage(&buf);
-                    let protocol = salvaged.protocol.unwrap_or(wire::Protocol::Rtsp10);
-                    let mut resp =
-                        Response::new(protocol, e.status()).with_reason_text(&e.to_string());
-                    let now = SystemTime::now();
-                    let params = Default::default();
-                    let cx = Context::new(info, now, &params);
-                    service.decorate(state, None, &mut resp, &cx);
-                    if let Some(cseq) = salvaged.cseq {
-                        resp.headers.set("CSeq", cseq);
+        while let Some(kind) = conn.poll_event() {
+            cfg.record(Some(conn.info()), kind);
+        }
+        if let Some(bytes) = conn.poll_transmit() {
+            if let Err(e) = stream.write_all(&bytes).await {
+                conn.abort(format!("write error: {e}"));
+            }
+            continue;
+        }
+        if let Some(requests) = conn.poll_udp() {
+            let mut ports = Vec::with_capacity(requests.len());
+            for r in requests {
+                let ip = conn.info().local.ip();
+                match udp::open(ip, r, cfg.clone(), udp_closed.clone()).await {
+                    Ok((port, task)) => {
+                        ports.push(port);
+                        udp_tasks.push(task);
                     }
-                    record_response(cfg, info, None, &resp);
-                    let _ = stream.write_all(&resp.encode()).await;
-                    return End::Closed(format!("bad request: {e}"));
-                }
-            };
-            buf.drain(..used);
-            let this = index;
-            index += 1;
-            match exchange(
-                stream, info, service, state, cfg, udp_tasks, req, this, &mut buf,
-            )
-            .await
-            {
-                Ok(()) => {}
-                Err(end) => return end,
-            }
-        }
-        let read = tokio::select! {
-            r = tokio::time::timeout(cfg.idle_timeout, stream.read(&mut chunk)) => r,
-            _ = shutdown.wait_for(|s| *s) => return End::Closed("device shutting down".into()),
-        };
-        match read {
-            Err(_) => {
-                info!(
-                    timeout_ms = cfg.idle_timeout.as_millis() as u64,
-                    "idle timeout, closing"
-                );
-                return End::Closed("idle timeout".into());
-            }
-            Ok(Err(e)) => return End::Closed(format!("read error: {e}")),
-            Ok(Ok(0)) => return End::Closed("peer closed".into()),
-            Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
-        }
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn exchange<S: Service>(
-    stream: &mut TcpStream,
-    info: &ConnInfo,
-    service: &S,
-    state: &mut S::Conn,
-    cfg: &ShellConfig,
-    udp_tasks: &mut UdpPorts,
-    req: Request,
-    index: u64,
-    pending: &mut Vec<u8>,
-) -> Result<(), End> {
-    debug!(method = %req.method, uri = %req.uri, "request");
-    cfg.record(
-        Some(info),
-        EventKind::Request {
-            index,
-            method: req.method.clone(),
-            uri: req.uri.clone(),
-            protocol: req.protocol.to_string(),
-            headers: req
-                .headers
-                .iter()
-                .map(|(n, v)| (n.into(), v.into()))
-                .collect(),
-            content_type: req.headers.get("Content-Type").map(str::to_string),
-            body: req.body.clone(),
-        },
-    );
-    let verdict = cfg.plan.on_request(&Exchange {
-        device: &cfg.device,
-        connection: info.index,
-        request: index,
-        method: &req.method,
-        path: req.path(),
-    });
-    for a in &verdict.applied {
-        info!(fault = a.fault, action = %a.action, "fault applied");
-        cfg.record(
-            Some(info),
-            EventKind::Fault {
-                request: Some(index),
-                fault: a.fault,
-                action: a.action.clone(),
-            },
-        );
-    }
-    if !verdict.delay.is_zero() {
-        tokio::time::sleep(verdict.delay).await;
-    }
-    let now = SystemTime::now();
-    let mut cx = Context::new(info, now, &verdict.params);
-    let mut close_after = false;
-    let mut resp = match verdict.preempt {
-        Some(Preempt::Drop) => return Err(End::Closed("dropped by fault".into())),
-        Some(Preempt::Reset) => return Err(End::Reset),
-        Some(Preempt::Stall) => {
-            stall(stream, cfg).await;
-            return Err(End::Closed("stalled by fault".into()));
-        }
-        Some(Preempt::Respond(r)) => {
-            let mut r = fault::preempt_response(r, &req);
-            service.decorate(state, Some(&req), &mut r, &cx);
-            r
-        }
-        None => match handle_and_wait(stream, service, state, cfg, &req, &mut cx, pending).await? {
-            Outcome::Respond(r) => r,
-            Outcome::RespondAndClose(r) => {
-                close_after = true;
-                r
-            }
-            Outcome::OpenUdp(requests) => {
-                let mut ports = Vec::with_capacity(requests.len());
-                for r in requests {
-                    match udp::open(info.local.ip(), r, cfg.clone(), udp_tasks.closed.clone()).await
-                    {
-                        Ok((port, task)) => {
-                            ports.push(port);
-                            udp_tasks.tasks.push(task);
-                        }
-                        Err(e) => {
-                            warn!(error = %e, "cannot open UDP port");
-                            ports.push(0);
-                        }
+                    Err(e) => {
+                        warn!(error = %e, "cannot open UDP port");
+                        ports.push(0);
                     }
                 }
-                service.complete(state, &req, &ports, &mut cx)
             }
-            Outcome::Wait { .. } => unreachable!("handle_and_wait never returns Wait"),
-        },
-    };
-    for note in cx.notes.drain(..) {
-        let kind = match note {
-            Note::Warning(message) => {
-                warn!(%message, "protocol warning");
-                EventKind::Warning { message }
-            }
-            Note::Info(message) => EventKind::Note { message },
-        };
-        cfg.record(Some(info), kind);
-    }
-    fault::apply_edits(&mut resp, &verdict.edits);
-    record_response(cfg, info, Some(index), &resp);
-    if let Err(e) = stream.write_all(&resp.encode()).await {
-        return Err(End::Closed(format!("write error: {e}")));
-    }
-    if close_after {
-        return Err(End::Closed("closed by device".into()));
-    }
-    Ok(())
-}
-
-/// Calls the core, and as long as it answers [`Outcome::Wait`], waits as it asks and resumes it.
-/// Reads on meanwhile: the peer closing ends the connection, bytes go to `pending`.
-async fn handle_and_wait<S: Service>(
-    stream: &mut TcpStream,
-    service: &S,
-    state: &mut S::Conn,
-    cfg: &ShellConfig,
-    req: &Request,
-    cx: &mut Context<'_>,
-    pending: &mut Vec<u8>,
-) -> Result<Outcome, End> {
-    let mut outcome = service.handle(state, req, cx);
-    let mut shutdown = cfg.shutdown.clone();
-    let mut chunk = [0u8; 4096];
-    while let Outcome::Wait { changed, until } = outcome {
-        let sleep = until.map(|t| t.duration_since(SystemTime::now()).unwrap_or_default());
-        let mut changed = changed;
-        let woke = async {
-            match changed.as_mut() {
-                Some(rx) => {
-                    if rx.changed().await.is_err() {
-                        std::future::pending::<()>().await
-                    }
-                }
-                None => std::future::pending::<()>().await,
-            }
-        };
-        let timer = async {
-            match sleep {
-                Some(d) => tokio::time::sleep(d).await,
-                None => std::future::pending::<()>().await,
-            }
-        };
-        tokio::pin!(woke, timer);
-        loop {
-            tokio::select! {
-                _ = &mut woke => break,
-                _ = &mut timer => break,
-                _ = shutdown.wait_for(|s| *s) => return Err(End::Closed("device shutting down".into())),
-                r = stream.read(&mut chunk) => match r {
-                    Ok(0) => return Err(End::Closed("peer closed while the answer was deferred".into())),
-                    Err(e) => return Err(End::Closed(format!("read error: {e}"))),
-                    Ok(n) => {
-                        pending.extend_from_slice(&chunk[..n]);
-                        // Pipelined requests wait their turn; a flood is cut off at the limits.
-                        if pending.len() > cfg.limits.max_head + cfg.limits.max_body {
-                            return Err(End::Closed("peer sent too much while the answer was deferred".into()));
-                        }
-                    }
-                },
-            }
+            conn.ports_opened(&ports, SystemTime::now());
+            continue;
         }
-        cx.now = SystemTime::now();
-        outcome = service.resume(state, req, cx);
-    }
-    Ok(outcome)
-}
-
-fn record_response(cfg: &ShellConfig, info: &ConnInfo, index: Option<u64>, resp: &Response) {
-    cfg.record(
-        Some(info),
-        EventKind::Response {
-            index: index.unwrap_or(u64::MAX),
-            status: resp.status,
-            reason: resp.reason.clone(),
-            // As sent: `Response::encode` always writes Content-Length last.
-            headers: resp
-                .headers
-                .iter()
-                .filter(|(n, _)| !n.eq_ignore_ascii_case("Content-Length"))
-                .map(|(n, v)| (n.into(), v.into()))
-                .chain([("Content-Length".to_string(), resp.body.len().to_string())])
-                .collect(),
-            content_type: resp.headers.get("Content-Type").map(str::to_string),
-            body: resp.body.clone(),
-        },
-    );
-}
-
-/// Reads and discards until the peer goes away or the device stops.
-async fn stall(stream: &mut TcpStream, cfg: &ShellConfig) {
-    let mut shutdown = cfg.shutdown.clone();
-    let mut sink = [0u8; 4096];
-    loop {
+        if conn.end_reason().is_some() {
+            return;
+        }
+        let timer = conn
+            .poll_timeout()
+            .map(|t| t.duration_since(SystemTime::now()).unwrap_or_default());
+        let reading = conn.wants_read();
+        let waits = conn.waits_for_change();
         tokio::select! {
-            r = stream.read(&mut sink) => match r {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
+            r = stream.read(&mut chunk), if reading => match r {
+                Ok(0) => conn.receive_eof(),
+                Ok(n) => conn.receive(&chunk[..n], SystemTime::now()),
+                Err(e) => conn.abort(format!("read error: {e}")),
             },
-            _ = shutdown.wait_for(|s| *s) => return,
+            _ = shutdown.wait_for(|s| *s), if reading => conn.abort("device shutting down"),
+            _ = sleep(timer) => conn.handle_timeout(SystemTime::now()),
+            _ = revision_moves(changes.as_mut(), waits) => conn.handle_change(SystemTime::now()),
+        }
+    }
+}
+
+/// Sleeps for `d`, or forever.
+async fn sleep(d: Option<Duration>) {
+    match d {
+        Some(d) => tokio::time::sleep(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Returns once the core's revision differs from `after`; never without one.
+async fn revision_moves(
+    changes: Option<&mut (&Changes, watch::Receiver<u64>)>,
+    after: Option<u64>,
+) {
+    let (Some((changes, rx)), Some(after)) = (changes, after) else {
+        return std::future::pending().await;
+    };
+    loop {
+        rx.borrow_and_update();
+        if changes.revision() != after {
+            return;
+        }
+        if rx.changed().await.is_err() {
+            return std::future::pending().await;
         }
     }
 }

@@ -1,5 +1,5 @@
-//! UDP ports a core asks for (RAOP audio, control and timing): receive, let the fault seam lose
-//! what it must, hand the rest to the core's handler, send back what it answers.
+//! UDP ports a core asks for (RAOP audio, control and timing): receive, hand each datagram to the
+//! sans-IO [`DatagramPort`] (the fault seam, then the core's handler), send back what it answers.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::SystemTime;
@@ -10,7 +10,7 @@ use tokio::task::JoinHandle;
 use tracing::debug;
 
 use super::tcp::ShellConfig;
-use crate::event::EventKind;
+use crate::connection::DatagramPort;
 use crate::service::UdpRequest;
 
 /// Binds `ip:0` and serves it until the device stops, or until `closed` flips (the connection
@@ -24,9 +24,9 @@ pub async fn open(
     let socket = UdpSocket::bind(SocketAddr::new(ip, 0)).await?;
     let port = socket.local_addr()?.port();
     let mut shutdown = cfg.shutdown.clone();
+    let mut datagrams = DatagramPort::new(request, cfg.plan.clone(), cfg.device.clone());
     let task = tokio::spawn(async move {
         let mut buf = vec![0u8; 65_536];
-        let mut lost: u64 = 0;
         let mut draining = false;
         loop {
             let (n, from) = if draining {
@@ -46,33 +46,13 @@ pub async fn open(
                     _ = shutdown.wait_for(|s| *s) => break,
                 }
             };
-            if request.lossy {
-                if let Some(fault) = cfg.plan.lose_datagram(&cfg.device) {
-                    lost += 1;
-                    if lost == 1 {
-                        cfg.recorder.record(
-                            &cfg.device,
-                            None,
-                            Some(from),
-                            EventKind::Fault {
-                                request: None,
-                                fault,
-                                action: format!(
-                                    "lose_packets on {} port (first loss)",
-                                    request.name
-                                ),
-                            },
-                        );
-                    }
-                    continue;
-                }
+            let datagram = datagrams.receive(&buf[..n], from, SystemTime::now());
+            if let Some(kind) = datagram.event {
+                cfg.recorder.record(&cfg.device, None, Some(from), kind);
             }
-            for reply in request
-                .handler
-                .on_datagram(&buf[..n], from, SystemTime::now())
-            {
+            for reply in datagram.replies {
                 if let Err(e) = socket.send_to(&reply, from).await {
-                    debug!(error = %e, port = request.name, "udp send failed");
+                    debug!(error = %e, port = datagrams.name(), "udp send failed");
                 }
             }
         }

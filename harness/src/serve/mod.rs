@@ -1,19 +1,23 @@
 //! `airtwin serve`: keep a scenario's devices (or one device of a kind) listening until Ctrl-C or
 //! SIGTERM, and say where they are in a ready file that scripts and other test frameworks wait on.
 
+pub mod auth;
+pub mod control;
+pub mod ctl;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use airtwin_simulators::event::Recorder;
 use airtwin_simulators::fault::FaultPlan;
+use airtwin_simulators::shell::Recorder;
 use anyhow::{Context as _, Result};
 use serde::Serialize;
 use tokio::sync::watch;
 
-use crate::control::{self, ServeState};
 use crate::devices::{self, Device, ReadyDevice, RunContext};
 use crate::report::transcript;
 use crate::scenario::{DeviceKind, DeviceSpec, Identity, Loaded, Scenario};
+use control::ServeState;
 
 /// What `serve` starts.
 pub enum What {
@@ -100,7 +104,7 @@ pub fn write_ready(path: &Path, ready: &Ready) -> Result<()> {
 /// Runs until Ctrl-C/SIGTERM.
 pub async fn serve(what: What, opts: ServeOptions) -> Result<()> {
     // Thousands of client connections each hold a descriptor.
-    crate::bench_scale::raise_fd_limit();
+    crate::bench::scale::raise_fd_limit();
     let loaded = match what {
         What::Scenario(l) => l,
         What::Device { kind, name, port } => Loaded {
@@ -177,7 +181,7 @@ pub async fn serve(what: What, opts: ServeOptions) -> Result<()> {
         .with_context(|| format!("cannot listen for the control API on {control_addr}"))?;
     let control_bound = listener.local_addr()?;
     let control_port = control_bound.port();
-    let access = Arc::new(crate::auth::Access::new(control_bound));
+    let access = Arc::new(auth::Access::new(control_bound));
     let control_task = control::spawn(listener, state.clone(), access.clone(), stop_rx.clone());
     let mut ports = std::collections::BTreeMap::from([("control".to_string(), control_port)]);
     if let Some(p) = dns_sd_port {

@@ -23,8 +23,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use airtwin_simulators::device::{AudioError, STATE_KEYS};
-use airtwin_simulators::event::Recorder;
 use airtwin_simulators::fault::{Action, Fault, FaultPlan, Scope};
+use airtwin_simulators::shell::Recorder;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -171,7 +171,7 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 pub fn spawn(
     listener: TcpListener,
     state: Arc<ServeState>,
-    access: Arc<crate::auth::Access>,
+    access: Arc<super::auth::Access>,
     mut shutdown: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {

@@ -9,8 +9,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use airtwin_simulators::event::Recorder;
 use airtwin_simulators::fault::FaultPlan;
+use airtwin_simulators::shell::Recorder;
 use anyhow::{bail, Context as _, Result};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;

@@ -17,7 +17,7 @@ use crate::clients::rtsp::RtspClient;
 async fn start_itunes(gzip: bool) -> Result<(SocketAddr, watch::Sender<bool>)> {
     let mut config = DacpConfig::itunes("bench", SystemTime::now());
     config.gzip = gzip;
-    crate::bench::serve_on_loopback(Arc::new(DacpService::new(config)), "bench", "dacp").await
+    super::serve_on_loopback(Arc::new(DacpService::new(config)), "bench", "dacp").await
 }
 
 /// A loopback HTTP server that answers every request with a fixed 200 and a 120-byte body (about
