@@ -170,7 +170,8 @@ pub struct Identity {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device_id: Option<String>,
     /// Apple TV: `features` of `/info`, a number or `0xLOW,0xHIGH` as in TXT records (default
-    /// 0x5A7FFFF7; bits 38, 43 and 48 send pyatv to HomeKit pairing, which is not simulated).
+    /// 0x5A7FFFF7; bits 38, 43 and 48 send pyatv to HomeKit pairing, which only
+    /// `generation: 4k` serves).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub features: Option<Features>,
     /// Apple TV: `pi` of `/info`, a UUID (default: derived from the seed).
