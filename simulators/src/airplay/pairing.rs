@@ -10,8 +10,12 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::json;
 
+use crate::fault::{HapError, HapForge};
+use crate::hap::identity::Forgery;
 use crate::hap::pair_setup::{self, Hkp, Message, PairSetup, Policy};
 use crate::hap::pair_verify::{self, PairVerify};
+use crate::hap::tlv8::kind;
+use crate::hap::Tlv8;
 use crate::hap::{Controller, ErrorCode, Identity};
 use crate::service::Context;
 use crate::wire::{Request, Response};
@@ -137,6 +141,9 @@ impl Pairing {
     /// unknown (the caller answers 501 as pyatv's reference server does).
     pub fn setup(&self, req: &Request, cx: &mut Context<'_>) -> Option<Vec<u8>> {
         let hkp = Hkp::from_header(req.headers.get("X-Apple-HKP")?)?;
+        if let Some(body) = forced_error(req, cx) {
+            return Some(body);
+        }
         let mut st = self.lock();
         let Inner { setup, rng, .. } = &mut *st;
         let msg = Message {
@@ -144,6 +151,7 @@ impl Pairing {
             hkp,
             body: &req.body,
             now: since_epoch(cx.now),
+            forgery: forgery(cx),
         };
         let reply = setup.handle(msg, &self.identity, &self.config.pin, rng);
         match reply.outcome {
@@ -175,13 +183,17 @@ impl Pairing {
 
     /// `POST /pair-verify`.
     pub fn verify(&self, conn: &mut PairingConn, req: &Request, cx: &mut Context<'_>) -> Vec<u8> {
+        if let Some(body) = forced_error(req, cx) {
+            return body;
+        }
+        let forgery = forgery(cx);
         let mut st = self.lock();
         let Inner {
             controllers, rng, ..
         } = &mut *st;
         let reply = conn
             .verify
-            .handle(&req.body, &self.identity, controllers, rng);
+            .handle_forged(&req.body, &self.identity, controllers, rng, forgery);
         match reply.outcome {
             pair_verify::Outcome::Continue => {}
             pair_verify::Outcome::Verified { controller, shared } => {
@@ -199,6 +211,40 @@ impl Pairing {
         }
         reply.body
     }
+}
+
+/// The forgery a `hap_forge` fault asks for.
+fn forgery(cx: &Context<'_>) -> Option<Forgery> {
+    cx.params.hap_forge.map(|f| match f {
+        HapForge::Signature => Forgery::Signature,
+        HapForge::Identifier => Forgery::Identifier,
+    })
+}
+
+/// The error TLV a `hap_error` fault answers with: the State after the request's, the error, and
+/// for BackOff a RetryDelay of 60 s (HAP Table 5-5).
+fn forced_error(req: &Request, cx: &mut Context<'_>) -> Option<Vec<u8>> {
+    let e = cx.params.hap_error?;
+    let code = match e {
+        HapError::Unknown => ErrorCode::Unknown,
+        HapError::Authentication => ErrorCode::Authentication,
+        HapError::BackOff => ErrorCode::BackOff,
+        HapError::MaxTries => ErrorCode::MaxTries,
+        HapError::Busy => ErrorCode::Busy,
+    };
+    let state = Tlv8::decode(&req.body)
+        .ok()
+        .and_then(|t| t.state())
+        .unwrap_or(1)
+        .saturating_add(1);
+    let mut reply = Tlv8::new()
+        .with(kind::STATE, [state])
+        .with(kind::ERROR, [code as u8]);
+    if code == ErrorCode::BackOff {
+        reply.push(kind::RETRY_DELAY, 60u16.to_le_bytes());
+    }
+    cx.info(format!("{}: answered error {code} (fault)", req.path()));
+    Some(reply.encode())
 }
 
 /// A refusal a real accessory gives in normal use (a wrong PIN, an unknown controller, Busy …) is

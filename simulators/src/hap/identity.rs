@@ -53,6 +53,34 @@ impl Identity {
     }
 }
 
+/// A deliberate flaw in how the accessory proves who it is (pair-setup M6, pair-verify M2), for
+/// faults: a controller must refuse either.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forgery {
+    /// Signed by another key than the `LTPK` the accessory announces.
+    Signature,
+    /// Another accessory's pairing identifier, correctly signed.
+    Identifier,
+}
+
+/// The identifier a forged identity claims.
+pub const FOREIGN_ID: &str = "00000000-0000-4000-8000-000000000000";
+
+impl Identity {
+    /// The identifier to send and the key to sign with, `forgery` applied.
+    pub fn claim(&self, forgery: Option<Forgery>) -> (String, SigningKey) {
+        match forgery {
+            None => (self.id.clone(), self.signing_key.clone()),
+            Some(Forgery::Identifier) => (FOREIGN_ID.to_string(), self.signing_key.clone()),
+            Some(Forgery::Signature) => {
+                let mut seed = self.signing_key.to_bytes();
+                seed.iter_mut().for_each(|b| *b = !*b);
+                (self.id.clone(), SigningKey::from_bytes(&seed))
+            }
+        }
+    }
+}
+
 /// A controller the accessory paired with in pair-setup M5.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Controller {

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use rand::RngCore;
 
-use super::identity::{self, Controller, Credentials, Identity};
+use super::identity::{self, Controller, Credentials, Forgery, Identity};
 use super::keys::{self, label, PS_MSG05, PS_MSG06};
 use super::srp::{SrpClient, SrpServer, TRANSIENT_PIN};
 use super::tlv8::{kind, ErrorCode, Tlv8, FLAG_TRANSIENT};
@@ -107,6 +107,8 @@ pub struct Message<'a> {
     pub body: &'a [u8],
     /// Time since the device started (for back-off).
     pub now: Duration,
+    /// A fault's flaw in the accessory's M6 proof.
+    pub forgery: Option<Forgery>,
 }
 
 /// The accessory side, one per device: HAP allows one pair-setup at a time, so an M1 from
@@ -182,6 +184,7 @@ impl PairSetup {
             hkp,
             body,
             now,
+            forgery,
         } = msg;
         let msg = match Tlv8::decode(body) {
             Ok(m) => m,
@@ -192,7 +195,7 @@ impl PairSetup {
         match msg.state() {
             Some(1) => self.m1(conn, hkp, &msg, now, pin, rng),
             Some(3) => self.m3(conn, &msg, now),
-            Some(5) => self.m5(conn, &msg, identity),
+            Some(5) => self.m5(conn, &msg, identity, forgery),
             Some(s) => error_reply(
                 s.saturating_add(1),
                 ErrorCode::Unknown,
@@ -319,7 +322,13 @@ impl PairSetup {
         }
     }
 
-    fn m5(&mut self, conn: u64, msg: &Tlv8, identity: &Identity) -> Reply {
+    fn m5(
+        &mut self,
+        conn: u64,
+        msg: &Tlv8,
+        identity: &Identity,
+        forgery: Option<Forgery>,
+    ) -> Reply {
         let key = match std::mem::replace(&mut self.step, Step::Idle) {
             Step::AwaitM5 { owner, key } if owner == conn => key,
             other => {
@@ -363,9 +372,15 @@ impl PairSetup {
         };
         let ax = keys::derive(label::SETUP_ACCESSORY_SIGN, &key);
         let acc_ltpk = identity.public_key();
-        let signature = identity.sign(&[&ax[..], identity.id.as_bytes(), &acc_ltpk].concat());
+        let (id, signer) = identity.claim(forgery);
+        let signature = {
+            use ed25519_dalek::Signer;
+            signer
+                .sign(&[&ax[..], id.as_bytes(), &acc_ltpk].concat())
+                .to_bytes()
+        };
         let sub = Tlv8::new()
-            .with(kind::IDENTIFIER, identity.id.as_bytes())
+            .with(kind::IDENTIFIER, id.as_bytes())
             .with(kind::PUBLIC_KEY, acc_ltpk)
             .with(kind::SIGNATURE, signature)
             .encode();
@@ -595,6 +610,7 @@ mod tests {
                 hkp,
                 body,
                 now,
+                forgery: None,
             };
             self.device
                 .handle(msg, &self.identity, "1234", &mut self.rng)

@@ -13,7 +13,7 @@
 use rand::RngCore;
 use x25519_dalek::{PublicKey, StaticSecret};
 
-use super::identity::{self, Controller, Credentials, Identity};
+use super::identity::{self, Controller, Credentials, Forgery, Identity};
 use super::keys::{self, label, PV_MSG02, PV_MSG03};
 use super::tlv8::{kind, ErrorCode, Tlv8};
 
@@ -76,12 +76,24 @@ impl PairVerify {
         controllers: &[Controller],
         rng: &mut dyn RngCore,
     ) -> Reply {
+        self.handle_forged(body, identity, controllers, rng, None)
+    }
+
+    /// [`PairVerify::handle`] with a fault's flaw in the accessory's M2 proof.
+    pub fn handle_forged(
+        &mut self,
+        body: &[u8],
+        identity: &Identity,
+        controllers: &[Controller],
+        rng: &mut dyn RngCore,
+        forgery: Option<Forgery>,
+    ) -> Reply {
         let msg = match Tlv8::decode(body) {
             Ok(m) => m,
             Err(e) => return error_reply(2, ErrorCode::Unknown, e.to_string()),
         };
         match msg.state() {
-            Some(1) => self.m1(&msg, identity, rng),
+            Some(1) => self.m1(&msg, identity, rng, forgery),
             Some(3) => self.m3(&msg, controllers),
             Some(s) => error_reply(
                 s.saturating_add(1),
@@ -92,7 +104,13 @@ impl PairVerify {
         }
     }
 
-    fn m1(&mut self, msg: &Tlv8, identity: &Identity, rng: &mut dyn RngCore) -> Reply {
+    fn m1(
+        &mut self,
+        msg: &Tlv8,
+        identity: &Identity,
+        rng: &mut dyn RngCore,
+        forgery: Option<Forgery>,
+    ) -> Reply {
         let Some(theirs) = msg
             .get(kind::PUBLIC_KEY)
             .and_then(|k| <[u8; 32]>::try_from(k).ok())
@@ -104,9 +122,15 @@ impl PairVerify {
         let secret = StaticSecret::from(seed);
         let ours = PublicKey::from(&secret).to_bytes();
         let shared = secret.diffie_hellman(&PublicKey::from(theirs)).to_bytes();
-        let signature = identity.sign(&[&ours[..], identity.id.as_bytes(), &theirs].concat());
+        let (id, signer) = identity.claim(forgery);
+        let signature = {
+            use ed25519_dalek::Signer;
+            signer
+                .sign(&[&ours[..], id.as_bytes(), &theirs].concat())
+                .to_bytes()
+        };
         let sub = Tlv8::new()
-            .with(kind::IDENTIFIER, identity.id.as_bytes())
+            .with(kind::IDENTIFIER, id.as_bytes())
             .with(kind::SIGNATURE, signature)
             .encode();
         let key = keys::derive(label::VERIFY_ENCRYPT, &shared);
