@@ -12,6 +12,7 @@
 
 pub mod airplay;
 pub mod dacp;
+pub mod hap;
 pub mod raop;
 pub mod scale;
 

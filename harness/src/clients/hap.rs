@@ -30,7 +30,7 @@ pub struct Options {
 }
 
 /// One connection, in the clear until a pairing gives it a channel.
-struct Conn {
+pub struct Conn {
     stream: TcpStream,
     buf: Vec<u8>,
     channel: Option<Channel>,
@@ -38,7 +38,7 @@ struct Conn {
 }
 
 impl Conn {
-    async fn open(addr: SocketAddr, timeout: Duration) -> Result<Self> {
+    pub async fn open(addr: SocketAddr, timeout: Duration) -> Result<Self> {
         let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
             .await
             .with_context(|| format!("connecting to {addr}: timed out"))?
@@ -51,7 +51,7 @@ impl Conn {
         })
     }
 
-    async fn send(&mut self, req: &Request) -> Result<Response> {
+    pub async fn send(&mut self, req: &Request) -> Result<Response> {
         let bytes = req.encode();
         let bytes = match self.channel.as_mut() {
             Some(ch) => ch.seal(&bytes),
@@ -113,6 +113,39 @@ fn controller_id(rng: &mut ChaCha8Rng) -> Vec<u8> {
     .into_bytes()
 }
 
+/// PIN pair-setup M1-M6 on `conn`, checking the M4 proof and the M6 signature.
+pub async fn pair_setup(
+    conn: &mut Conn,
+    pin: &str,
+    secret: [u8; 32],
+    id: Vec<u8>,
+) -> Result<Credentials> {
+    conn.post("/pair-pin-start", "3", Vec::new()).await?;
+    let mut c = SetupClient::new(pin, false, secret, id);
+    let m2 = conn.post("/pair-setup", "3", c.m1()).await?;
+    let m4 = conn
+        .post("/pair-setup", "3", c.m3(&m2).context("M2")?)
+        .await?;
+    c.m4(&m4).context("M4")?;
+    let m6 = conn
+        .post("/pair-setup", "3", c.m5(Some("airtwin")).context("M5")?)
+        .await?;
+    c.m6(&m6).context("M6")
+}
+
+/// Pair-verify M1-M4 on `conn`, checking the accessory's identifier and signature; the
+/// connection is encrypted afterwards.
+pub async fn pair_verify(conn: &mut Conn, creds: Credentials, ephemeral: [u8; 32]) -> Result<()> {
+    let mut v = VerifyClient::new(creds, ephemeral);
+    let m2 = conn.post("/pair-verify", "3", v.m1()).await?;
+    let m4 = conn
+        .post("/pair-verify", "3", v.m3(&m2).context("pair-verify M2")?)
+        .await?;
+    let shared = v.m4(&m4).context("pair-verify M4")?;
+    conn.channel = Some(Channel::controller(&shared));
+    Ok(())
+}
+
 /// Runs the client; every line it prints goes to `log` too.
 pub async fn run(opts: &Options, log: &mut String) -> Result<()> {
     let mut say = |line: String| {
@@ -152,17 +185,8 @@ pub async fn run(opts: &Options, log: &mut String) -> Result<()> {
                 c
             }
             None => {
-                conn.post("/pair-pin-start", "3", Vec::new()).await?;
-                let mut c = SetupClient::new(&opts.pin, false, rng.gen(), controller_id(&mut rng));
-                let m2 = conn.post("/pair-setup", "3", c.m1()).await?;
-                let m4 = conn
-                    .post("/pair-setup", "3", c.m3(&m2).context("M2")?)
-                    .await?;
-                c.m4(&m4).context("M4")?;
-                let m6 = conn
-                    .post("/pair-setup", "3", c.m5(Some("airtwin")).context("M5")?)
-                    .await?;
-                let creds = c.m6(&m6).context("M6")?;
+                let creds =
+                    pair_setup(&mut conn, &opts.pin, rng.gen(), controller_id(&mut rng)).await?;
                 say(format!(
                     "OK pair-setup M1-M6 with accessory {}: M4 proof and M6 signature checked",
                     String::from_utf8_lossy(&creds.accessory_id)
@@ -176,14 +200,8 @@ pub async fn run(opts: &Options, log: &mut String) -> Result<()> {
             }
         };
         conn = Conn::open(opts.addr, opts.timeout).await?;
-        let mut v = VerifyClient::new(creds, rng.gen());
-        let m2 = conn.post("/pair-verify", "3", v.m1()).await?;
-        let m4 = conn
-            .post("/pair-verify", "3", v.m3(&m2).context("pair-verify M2")?)
-            .await?;
-        let shared = v.m4(&m4).context("pair-verify M4")?;
+        pair_verify(&mut conn, creds, rng.gen()).await?;
         say("OK pair-verify M1-M4: accessory identifier and signature checked".into());
-        conn.channel = Some(Channel::controller(&shared));
     }
     let resp = conn
         .send(&Request::new("GET", "/info", Protocol::Http11))
