@@ -187,13 +187,19 @@ impl Pairing {
             return body;
         }
         let forgery = forgery(cx);
+        // The key exchange and signatures run outside the device-wide lock, on a generator
+        // seeded from the device's, so that connections verify in parallel.
+        let (mut rng, controllers) = {
+            let mut st = self.lock();
+            (
+                ChaCha8Rng::seed_from_u64(st.rng.gen()),
+                st.controllers.clone(),
+            )
+        };
+        let reply =
+            conn.verify
+                .handle_forged(&req.body, &self.identity, &controllers, &mut rng, forgery);
         let mut st = self.lock();
-        let Inner {
-            controllers, rng, ..
-        } = &mut *st;
-        let reply = conn
-            .verify
-            .handle_forged(&req.body, &self.identity, controllers, rng, forgery);
         match reply.outcome {
             pair_verify::Outcome::Continue => {}
             pair_verify::Outcome::Verified { controller, shared } => {
