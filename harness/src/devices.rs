@@ -14,11 +14,12 @@ use airtwin_simulators::device::{AirportExpress, AppleTv, Itunes, Settings};
 use airtwin_simulators::fault::{Action, FaultPlan};
 use airtwin_simulators::raop::{keys, RaopConfig};
 use airtwin_simulators::shell::Recorder;
-use anyhow::{Context as _, Result};
+use anyhow::{bail, Context as _, Result};
 use tokio::sync::watch;
 
 pub use airtwin_simulators::device::{parse_mac, Device, Parts, ReadyDevice, LOOPBACK};
 
+use crate::scenario::model::Generation;
 use crate::scenario::{DeviceKind, DeviceSpec};
 
 /// The address a device listens on: its scenario `address`, else [`LOOPBACK`].
@@ -127,7 +128,25 @@ fn identity_key(spec: &DeviceSpec, run: &RunContext) -> Result<Option<Arc<keys::
 /// The AirPlay side of an `apple-tv` entry: the kind's defaults, then its `identity`.
 fn apple_tv_config(spec: &DeviceSpec, run: &RunContext) -> Result<AirplayConfig> {
     let id = &spec.identity;
-    let mut config = AppleTv::config(&spec.name, run.seed);
+    let mut config = match id.generation {
+        Some(Generation::FourK) => AirplayConfig::apple_tv_4k(&spec.name, run.seed),
+        _ => AppleTv::config(&spec.name, run.seed),
+    };
+    if let Some(pin) = &id.pin {
+        let Some(pairing) = config.pairing.as_mut() else {
+            bail!(
+                "device {}: identity.pin needs identity.generation: 4k",
+                spec.name
+            );
+        };
+        if pin.len() != 4 || !pin.bytes().all(|b| b.is_ascii_digit()) {
+            bail!(
+                "device {}: identity.pin {pin:?} must be 4 digits",
+                spec.name
+            );
+        }
+        pairing.pin = pin.clone();
+    }
     let info = &mut config.info;
     if let Some(mac) = &id.mac {
         let bytes = parse_mac(mac).with_context(|| format!("bad MAC {mac:?}"))?;

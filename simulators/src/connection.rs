@@ -18,6 +18,7 @@ use tracing::{debug, info, warn};
 
 use crate::event::EventKind;
 use crate::fault::{self, FaultPlan, Preempt, RequestFacts, Verdict};
+use crate::hap::channel::Channel;
 use crate::protocol_core::{ConnInfo, Context, Note, Outcome, ProtocolCore, UdpRequest};
 use crate::wire::{self, Limits, Request, Response};
 
@@ -51,6 +52,8 @@ struct Exchanging {
     verdict: Verdict,
     /// The core's notes so far; recorded just before the response.
     notes: Vec<Note>,
+    /// The shared secret of a pairing this answer completes ([`Context::encrypt_after`]).
+    encrypt_after: Option<Vec<u8>>,
 }
 
 enum Phase {
@@ -91,6 +94,10 @@ pub struct Connection<S: ProtocolCore> {
     transmit: Vec<u8>,
     events: VecDeque<EventKind>,
     udp: Option<Vec<UdpRequest>>,
+    /// The HomeKit encrypted channel once a pairing completed: bytes are opened here before
+    /// framing and sealed after the fault seam's edits, so the transcript, expectations and faults
+    /// see plaintext (docs/protocols/hap.md, "The encrypted channel").
+    channel: Option<Channel>,
 }
 
 impl<S: ProtocolCore> Connection<S> {
@@ -118,6 +125,7 @@ impl<S: ProtocolCore> Connection<S> {
             transmit: Vec::new(),
             events: VecDeque::from([EventKind::Connected]),
             udp: None,
+            channel: None,
         }
     }
 
@@ -132,7 +140,10 @@ impl<S: ProtocolCore> Connection<S> {
             Phase::Ended(_) => {}
             Phase::Stalled => {}
             Phase::Waiting { .. } => {
-                self.received.extend_from_slice(bytes);
+                let Some(plain) = self.open(bytes) else {
+                    return;
+                };
+                self.received.extend_from_slice(&plain);
                 // Pipelined requests wait their turn; a flood is cut off at the limits.
                 if self.received.len() > self.limits.max_head + self.limits.max_body {
                     self.end(End::Closed(
@@ -141,9 +152,32 @@ impl<S: ProtocolCore> Connection<S> {
                 }
             }
             _ => {
-                self.received.extend_from_slice(bytes);
+                let Some(plain) = self.open(bytes) else {
+                    return;
+                };
+                self.received.extend_from_slice(&plain);
                 self.idle_since = now;
                 self.drive(now);
+            }
+        }
+    }
+
+    /// The plaintext of `bytes`: as they are before encryption starts, opened after. Bytes that
+    /// are not a valid encrypted block end the connection, as an accessory closes it (HAP
+    /// §6.5.2), with one warning.
+    fn open(&mut self, bytes: &[u8]) -> Option<Vec<u8>> {
+        let Some(channel) = self.channel.as_mut() else {
+            return Some(bytes.to_vec());
+        };
+        match channel.open(bytes) {
+            Ok(plain) => Some(plain),
+            Err(e) => {
+                warn!(error = %e, "bad encrypted block, closing");
+                self.events.push_back(EventKind::Warning {
+                    message: format!("encrypted channel: {e}; connection closed"),
+                });
+                self.end(End::Closed(format!("bad encrypted block: {e}")));
+                None
             }
         }
     }
@@ -375,6 +409,7 @@ impl<S: ProtocolCore> Connection<S> {
             index,
             verdict,
             notes: Vec::new(),
+            encrypt_after: None,
         };
         if delay.is_zero() {
             self.answer(exchange, now);
@@ -403,6 +438,7 @@ impl<S: ProtocolCore> Connection<S> {
                 let mut cx = Context::new(&self.info, now, &exchange.verdict.params);
                 let outcome = self.service.handle(&mut self.state, &exchange.req, &mut cx);
                 exchange.notes.append(&mut cx.notes);
+                exchange.encrypt_after = cx.encrypt_after.take();
                 self.outcome(exchange, outcome, now);
             }
         }
@@ -459,6 +495,20 @@ impl<S: ProtocolCore> Connection<S> {
             self.end(End::Closed("closed by device".into()));
         } else {
             self.phase = Phase::Idle;
+            if let Some(shared) = exchange.encrypt_after {
+                // The answer that completes the pairing goes out in the clear; everything after it
+                // on this connection is encrypted (docs/protocols/hap.md, "The encrypted channel").
+                self.channel = Some(Channel::accessory(&shared));
+                self.events.push_back(EventKind::Note {
+                    message: "encrypted channel: on".into(),
+                });
+                let pending = std::mem::take(&mut self.received);
+                if !pending.is_empty() {
+                    if let Some(plain) = self.open(&pending) {
+                        self.received = plain;
+                    }
+                }
+            }
         }
     }
 
@@ -478,7 +528,11 @@ impl<S: ProtocolCore> Connection<S> {
             content_type: resp.headers.get("Content-Type").map(str::to_string),
             body: resp.body.clone(),
         });
-        self.transmit.extend_from_slice(&resp.encode());
+        let bytes = resp.encode();
+        match self.channel.as_mut() {
+            Some(channel) => self.transmit.extend_from_slice(&channel.seal(&bytes)),
+            None => self.transmit.extend_from_slice(&bytes),
+        }
     }
 }
 

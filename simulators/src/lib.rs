@@ -57,6 +57,7 @@ pub mod dacp;
 pub mod device;
 pub mod event;
 pub mod fault;
+pub mod hap;
 pub mod protocol_core;
 pub mod raop;
 pub mod seed;

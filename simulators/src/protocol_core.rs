@@ -33,6 +33,10 @@ pub struct Context<'a> {
     pub params: &'a CoreParams,
     /// Protocol warnings and notes for the transcript.
     pub notes: Vec<Note>,
+    /// Set by a core whose answer completes a HomeKit pairing: once that answer is sent, the
+    /// connection is encrypted with keys from this shared secret (docs/protocols/hap.md, "The
+    /// encrypted channel").
+    pub encrypt_after: Option<Vec<u8>>,
 }
 
 /// Something the core wants in the transcript.
@@ -50,6 +54,7 @@ impl<'a> Context<'a> {
             now,
             params,
             notes: Vec::new(),
+            encrypt_after: None,
         }
     }
 

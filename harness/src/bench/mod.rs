@@ -13,6 +13,7 @@
 
 pub mod airplay;
 pub mod dacp;
+pub mod hap;
 pub mod memory;
 pub mod raop;
 pub mod scale;

@@ -51,6 +51,16 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = crate::serve::DEFAULT_EVENTS)]
         events: usize,
     },
+    /// HomeKit pair-verify handshakes per second (new connection, M1-M4, one encrypted request)
+    /// against a fake Apple TV 4K on loopback, with the raw X25519 + Ed25519 rate in the same run.
+    Hap {
+        /// Concurrent client connections.
+        #[arg(long, default_value_t = 8)]
+        connections: usize,
+        /// Seconds per measurement.
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+    },
     /// AirPlay handshakes per second (GET /info, fp-setup phases 1 and 3, each on a new
     /// connection) against a fake Apple TV on loopback, with the RAOP handshake rate of a fake
     /// AirPort Express measured in the same run.
@@ -68,6 +78,13 @@ pub(super) async fn run(command: BenchCommand) -> Result<ExitCode> {
     match command {
         BenchCommand::Scale { devices } => {
             crate::bench::scale::run(devices).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        BenchCommand::Hap {
+            connections,
+            seconds,
+        } => {
+            crate::bench::hap::run(connections, Duration::from_secs_f64(seconds)).await?;
             Ok(ExitCode::SUCCESS)
         }
         BenchCommand::Airplay {

@@ -65,6 +65,27 @@ pub enum ClientCommand {
         #[arg(long, default_value_t = 5.0)]
         timeout: f64,
     },
+    /// A HomeKit controller for an Apple TV 4K: pair-setup (PIN, or transient), pair-verify,
+    /// and one encrypted request, checking the M4 proof and the M6 signature.
+    Hap {
+        /// AirPlay port, e.g. 127.0.0.1:7000.
+        #[arg(long)]
+        to: std::net::SocketAddr,
+        /// The PIN the device shows.
+        #[arg(long, default_value = "")]
+        pin: String,
+        /// Transient pair-setup (PIN 3939, M1-M4) instead of PIN pairing and pair-verify.
+        #[arg(long)]
+        transient: bool,
+        /// Credentials file: reused when present (no pair-setup), written after a pair-setup.
+        #[arg(long)]
+        credentials: Option<PathBuf>,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Seconds for each response.
+        #[arg(long, default_value_t = 5.0)]
+        timeout: f64,
+    },
     /// A DACP remote control: log in with a pairing GUID and run steps (login, playstatus,
     /// wait-update, cmd:NAME, get:PROP, set:PROP=V, artwork[:FILE], speakers, sleep:S,
     /// raw:/PATH, expect:STATUS|closed|timeout …).
@@ -180,6 +201,31 @@ pub(super) async fn run(command: ClientCommand) -> Result<ExitCode> {
             let outcome = clients::run_in_process(opts, Duration::from_secs(600), rx).await;
             print!("{}", outcome.stdout);
             Ok(super::exit_code(outcome.exit == Some(0)))
+        }
+        ClientCommand::Hap {
+            to,
+            pin,
+            transient,
+            credentials,
+            seed,
+            timeout,
+        } => {
+            let opts = clients::hap::Options {
+                addr: to,
+                pin,
+                transient,
+                credentials,
+                seed,
+                timeout: Duration::from_secs_f64(timeout),
+            };
+            let mut log = String::new();
+            match clients::hap::run(&opts, &mut log).await {
+                Ok(()) => Ok(super::exit_code(true)),
+                Err(e) => {
+                    println!("FAIL {e:#}");
+                    Ok(super::exit_code(false))
+                }
+            }
         }
         ClientCommand::Dacp {
             to,

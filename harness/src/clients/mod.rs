@@ -3,6 +3,7 @@
 pub mod airplay;
 pub mod dacp;
 pub mod external;
+pub mod hap;
 pub mod pair;
 pub mod raop;
 pub mod rtsp;

@@ -170,7 +170,8 @@ pub struct Identity {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device_id: Option<String>,
     /// Apple TV: `features` of `/info`, a number or `0xLOW,0xHIGH` as in TXT records (default
-    /// 0x5A7FFFF7; bits 38, 43 and 48 send pyatv to HomeKit pairing, which is not simulated).
+    /// 0x5A7FFFF7; bits 38, 43 and 48 send pyatv to HomeKit pairing, which only
+    /// `generation: 4k` serves).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub features: Option<Features>,
     /// Apple TV: `pi` of `/info`, a UUID (default: derived from the seed).
@@ -188,6 +189,24 @@ pub struct Identity {
     /// Apple TV: seconds every `POST /play` URL lasts on the simulated clock (default 3).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub video_duration: Option<f64>,
+    /// Apple TV: `3` (default, AppleTV3,2, AirPlay 1) or `4k` (AppleTV11,1 with HomeKit
+    /// pair-setup / pair-verify and the encrypted channel, docs/protocols/hap.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<Generation>,
+    /// Apple TV 4K: the 4-digit PIN shown at `/pair-pin-start` (default: drawn from the seed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pin: Option<String>,
+}
+
+/// Which Apple TV an `apple-tv` device is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum Generation {
+    /// Apple TV 3 (AirPlay 1, no pairing).
+    #[serde(rename = "3")]
+    Three,
+    /// Apple TV 4K (HomeKit pairing).
+    #[serde(rename = "4k")]
+    FourK,
 }
 
 /// AirPlay `features`: a number, or text as TXT records write it (`0x5A7FFFF7,0x1E`: low then

@@ -97,7 +97,7 @@ impl ServeState {
     pub fn device_json(&self, d: &Device) -> Value {
         let ready = d.ready();
         let records = self.discovery.records_of(&d.name);
-        json!({
+        let mut device = json!({
             "name": ready.name,
             "kind": ready.kind,
             "address": ready.address,
@@ -106,7 +106,12 @@ impl ServeState {
             "announced_name": self.discovery.announced_name(&d.name).unwrap_or_else(|| d.name.clone()),
             "mdns": records.map(|r| mdns_names(&r)).unwrap_or_default(),
             "state": d.state_json(),
-        })
+        });
+        // An Apple TV 4K shows its pairing PIN (docs/protocols/hap.md).
+        if let Some(pin) = ready.identity.get("pin") {
+            device["pin"] = json!(pin);
+        }
+        device
     }
 }
 

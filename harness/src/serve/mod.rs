@@ -265,6 +265,9 @@ pub async fn serve(what: What, opts: ServeOptions) -> Result<()> {
             "airtwin: {} ({}) listening on {} {:?}",
             d.name, d.kind, d.address, d.ports
         );
+        if let Some(pin) = d.identity.get("pin") {
+            eprintln!("airtwin: {}: enter PIN {pin} on the client", d.name);
+        }
     }
     eprintln!(
         "airtwin: control API on http://{}:{control_port}/",

@@ -15,7 +15,9 @@ use serde::Serialize;
 
 use super::fairplay::{self, FpRequest};
 use super::info::{self, DisplayInfo, InfoIdentity, InfoQuery};
+use super::pairing::{self, Pairing, PairingConfig, PairingConn};
 use super::video::{Video, VideoReply};
+use crate::hap::Identity;
 use crate::protocol_core::{ConnInfo, Context, Outcome, ProtocolCore};
 use crate::raop::session::RaopConn;
 use crate::raop::{RaopConfig, RaopCore};
@@ -30,6 +32,11 @@ pub struct AirplayConfig {
     pub signing_key: SigningKey,
     /// Seconds every `POST /play` URL lasts on the simulated clock.
     pub video_duration: f64,
+    /// HomeKit pairing (`/pair-pin-start`, `/pair-setup`, `/pair-verify`), which an Apple TV 4K
+    /// has and an Apple TV 3 does not; its long-term key is `signing_key`, its identifier `pi`.
+    pub pairing: Option<PairingConfig>,
+    /// Seed of the pairing's salts, SRP secrets and ephemeral keys.
+    pub seed: u64,
 }
 
 /// Features of the default Apple TV: bits 0-2, 4-6, 8-22, 27-28, 30 (video, photo, screen,
@@ -40,6 +47,17 @@ pub const DEFAULT_FEATURES: u64 = 0x5A7F_FFF7;
 
 /// Feature bits that switch senders to HomeKit pairing / AirPlay 2 (docs/peers.md).
 pub const HOMEKIT_BITS: [u32; 3] = [38, 43, 48];
+
+/// Features of an Apple TV 4K: the default's, plus bit 38 (SupportsUnifiedMediaControl), 40
+/// (SupportsBufferedAudio), 41 (SupportsPTP), 43 (SupportsSystemPairing), 46 (SupportsHKPairing
+/// AndAccessControl) and 48 (SupportsCoreUtilsPairingAndEncryption), which make pyatv pair the
+/// HomeKit way (docs/protocols/hap.md).
+pub const FEATURES_4K: u64 =
+    DEFAULT_FEATURES | 1 << 38 | 1 << 40 | 1 << 41 | 1 << 43 | 1 << 46 | 1 << 48;
+
+/// `flags` / `sf` of an Apple TV 4K: 0x244, whose bit 0x200 tells pyatv pairing is mandatory
+/// (docs/protocols/hap.md).
+pub const FLAGS_4K: u64 = 0x244;
 
 /// `Audio-Jack-Status` of an Apple TV (docs/protocols/airplay.md).
 pub const AUDIO_JACK: &str = "Connected; type=digital";
@@ -99,7 +117,22 @@ impl AirplayConfig {
             },
             signing_key,
             video_duration: 3.0,
+            pairing: None,
+            seed,
         }
+    }
+
+    /// An Apple TV 4K (2nd generation, `AppleTV11,1`) named `name`: the Apple TV defaults with
+    /// the 4K's model, features, flags and source version, and HomeKit pairing with a PIN drawn
+    /// from `seed`.
+    pub fn apple_tv_4k(name: &str, seed: u64) -> Self {
+        let mut c = Self::apple_tv(name, seed);
+        c.info.model = "AppleTV11,1".into();
+        c.info.features = FEATURES_4K;
+        c.info.status_flags = FLAGS_4K;
+        c.info.source_version = "620.8.2".into();
+        c.pairing = Some(PairingConfig::from_seed(seed, name));
+        c
     }
 
     /// The RAOP core of the same device: its MAC, model and source version, a digital audio jack.
@@ -138,6 +171,9 @@ pub struct AirplayState {
 /// Per-connection state: the RAOP session and the FairPlay phases of this connection.
 pub struct AirplayConn {
     pub raop: RaopConn,
+    /// This connection's index at the device (the owner of a pair-setup).
+    pub index: u64,
+    pub pairing: PairingConn,
     pub fp_mode: Option<u8>,
     pub key_message: Option<Vec<u8>>,
 }
@@ -148,14 +184,21 @@ pub struct AirplayCore {
     /// The RAOP core that receives audio on the same port.
     pub raop: Arc<RaopCore>,
     pub state: Arc<Mutex<AirplayState>>,
+    /// HomeKit pairing, when the configuration has it.
+    pub pairing: Option<Pairing>,
 }
 
 impl AirplayCore {
     pub fn new(config: AirplayConfig, raop: RaopConfig) -> Self {
+        let pairing = config.pairing.clone().map(|p| {
+            let identity = Identity::new(config.info.pi.clone(), config.signing_key.clone());
+            Pairing::new(p, identity, config.seed)
+        });
         AirplayCore {
             config,
             raop: Arc::new(RaopCore::new(raop)),
             state: Arc::new(Mutex::new(AirplayState::default())),
+            pairing,
         }
     }
 
@@ -167,11 +210,15 @@ impl AirplayCore {
     /// and `info_requests`.
     pub fn state_json(&self, now: SystemTime) -> serde_json::Value {
         let st = self.lock();
-        serde_json::json!({
+        let mut state = serde_json::json!({
             "video": st.video.view(now),
             "fp_setup": st.fp_setup,
             "info_requests": st.info_requests,
-        })
+        });
+        if let Some(p) = &self.pairing {
+            state["hap"] = p.state_json();
+        }
+        state
     }
 
     fn respond(
@@ -283,6 +330,30 @@ impl AirplayCore {
         }
     }
 
+    /// The HomeKit pairing requests (docs/protocols/hap.md, "Transport on the AirPlay port").
+    fn pair(&self, conn: &mut AirplayConn, req: &Request, cx: &mut Context<'_>) -> Outcome {
+        let Some(p) = &self.pairing else {
+            return self.refuse(conn, req, 404, "no HomeKit pairing on this device", cx);
+        };
+        let body = match req.path() {
+            "/pair-pin-start" => {
+                p.pin_start(cx);
+                return Outcome::Respond(self.respond(conn, req, 200, cx));
+            }
+            "/pair-setup" => match p.setup(req, cx) {
+                Some(body) => body,
+                None => {
+                    return self.refuse(conn, req, 501, "X-Apple-HKP must be 3 or 4", cx);
+                }
+            },
+            _ => p.verify(&mut conn.pairing, req, cx),
+        };
+        Outcome::Respond(pairing::tlv_response(
+            self.respond(conn, req, 200, cx),
+            body,
+        ))
+    }
+
     fn server_info(&self) -> Dictionary {
         let id = &self.config.info;
         let mut d = Dictionary::new();
@@ -340,6 +411,8 @@ impl ProtocolCore for AirplayCore {
     fn open(&self, conn: &ConnInfo) -> AirplayConn {
         AirplayConn {
             raop: self.raop.open(conn),
+            index: conn.index,
+            pairing: PairingConn::default(),
             fp_mode: None,
             key_message: None,
         }
@@ -347,6 +420,11 @@ impl ProtocolCore for AirplayCore {
 
     fn handle(&self, conn: &mut AirplayConn, req: &Request, cx: &mut Context<'_>) -> Outcome {
         match (req.method.as_str(), req.path()) {
+            ("POST", "/pair-pin-start" | "/pair-setup" | "/pair-verify")
+                if self.pairing.is_some() =>
+            {
+                self.pair(conn, req, cx)
+            }
             ("GET", "/info") => self.info(conn, req, cx),
             ("POST", "/fp-setup") => self.fp_setup(conn, req, cx),
             ("POST", "/play" | "/scrub" | "/rate" | "/stop")
@@ -395,6 +473,9 @@ impl ProtocolCore for AirplayCore {
     }
 
     fn close(&self, conn: AirplayConn) {
+        if let Some(p) = &self.pairing {
+            p.connection_closed(conn.index);
+        }
         self.raop.close(conn.raop);
     }
 }

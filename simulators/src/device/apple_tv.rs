@@ -117,6 +117,9 @@ impl Kind for AppleTv {
             identity.insert("features".into(), info::features_text(i.features));
             identity.insert("pi".into(), i.pi.clone());
             identity.insert("pk".into(), info::hex(&i.pk));
+            if let Some(p) = &a.pairing {
+                identity.insert("pin".into(), p.pin().to_string());
+            }
         }
         identity
     }

@@ -130,6 +130,37 @@ pub enum Action {
     /// FairPlay: answer `fp-setup` phase 3 with the 20 request bytes from this offset instead of
     /// from 144.
     FpEchoOffset(usize),
+    /// HomeKit pairing: answer this `/pair-setup` or `/pair-verify` message with this error TLV
+    /// (BackOff adds a RetryDelay of 60 s); the pairing under way is not disturbed.
+    HapError(HapError),
+    /// HomeKit pairing: the accessory's proof in pair-setup M6 and pair-verify M2 is `signature`
+    /// (made with another key than its LTPK) or `identifier` (another accessory's identifier).
+    HapForge(HapForge),
+}
+
+/// The error a `hap_error` fault answers with (HAP Table 5-5).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, strum::IntoStaticStr,
+)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum HapError {
+    Unknown,
+    Authentication,
+    BackOff,
+    MaxTries,
+    Busy,
+}
+
+/// What a `hap_forge` fault forges.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, strum::IntoStaticStr,
+)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum HapForge {
+    Signature,
+    Identifier,
 }
 
 fn one() -> usize {
@@ -150,6 +181,9 @@ pub enum Reach {
     /// AirPlay's FairPlay `fp-setup` (docs/protocols/airplay.md): apple-tv; the core reads it
     /// from [`CoreParams`].
     FairPlaySetup,
+    /// HomeKit pair-setup and pair-verify (docs/protocols/hap.md): an apple-tv of generation 4k;
+    /// the core reads it from [`CoreParams`].
+    HapPairing,
 }
 
 impl Reach {
@@ -159,6 +193,7 @@ impl Reach {
             Reach::AnyExchange => "every device",
             Reach::RaopChallenge | Reach::RaopAudio => "RAOP",
             Reach::FairPlaySetup => "FairPlay",
+            Reach::HapPairing => "HomeKit pairing",
         }
     }
 }
@@ -294,6 +329,12 @@ impl Action {
             Action::FpEchoOffset(at) => {
                 Definition::new(FairPlaySetup, format!("fp_echo_offset {at}"))
             }
+            Action::HapError(e) => {
+                Definition::new(HapPairing, format!("hap_error {}", <&str>::from(e)))
+            }
+            Action::HapForge(f) => {
+                Definition::new(HapPairing, format!("hap_forge {}", <&str>::from(f)))
+            }
         }
     }
 
@@ -414,6 +455,8 @@ mod tests {
             },
             Action::FpReplyMode(3),
             Action::FpEchoOffset(0),
+            Action::HapError(HapError::Busy),
+            Action::HapForge(HapForge::Signature),
         ]
     }
 
@@ -473,6 +516,8 @@ mod tests {
                 "edit_dmap remove cmpg",
                 "fp_reply_mode 3",
                 "fp_echo_offset 0",
+                "hap_error busy",
+                "hap_forge signature",
             ]
         );
         let header = Action::Corrupt {
@@ -492,6 +537,7 @@ mod tests {
                 Action::SignWith(_) => Reach::RaopChallenge,
                 Action::LosePackets(_) => Reach::RaopAudio,
                 Action::FpReplyMode(_) | Action::FpEchoOffset(_) => Reach::FairPlaySetup,
+                Action::HapError(_) | Action::HapForge(_) => Reach::HapPairing,
                 _ => Reach::AnyExchange,
             };
             assert_eq!(action.reach(), want, "{}", action.name());

@@ -46,6 +46,10 @@ pub struct CoreParams {
     pub fp_reply_mode: Option<u8>,
     /// FairPlay phase-3 echo offset to use instead of 144.
     pub fp_echo_offset: Option<usize>,
+    /// HomeKit pairing: the error TLV to answer with instead of the core's answer.
+    pub hap_error: Option<super::HapError>,
+    /// HomeKit pairing: what to forge in the accessory's proof.
+    pub hap_forge: Option<super::HapForge>,
 }
 
 /// The plan's answer for one request.
@@ -250,6 +254,8 @@ impl FaultPlan {
                 }),
                 Action::FpReplyMode(mode) => verdict.params.fp_reply_mode = Some(*mode),
                 Action::FpEchoOffset(at) => verdict.params.fp_echo_offset = Some(*at),
+                Action::HapError(e) => verdict.params.hap_error = Some(*e),
+                Action::HapForge(f) => verdict.params.hap_forge = Some(*f),
             }
             verdict.applied.push(Applied {
                 fault: i,
