@@ -36,7 +36,7 @@ fuzz_target!(|data: &[u8]| {
         0x10 => AudioFormat::alac(48_000, channels + (config >> 5) as u16, frames),
         _ => AudioFormat::l16(44_100, (config >> 5) as u16, frames),
     };
-    let aes = (config & 0x01 == 1).then(|| AesParams {
+    let aes = (config & 0x01 == 1).then_some(AesParams {
         key: [0x2b; 16],
         iv: [0x00; 16],
     });
