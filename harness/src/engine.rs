@@ -239,9 +239,11 @@ pub fn variables(
     if let Ok(exe) = std::env::current_exe() {
         v.set("airtwin", exe.to_string_lossy());
     }
+    // Absolute: clients run in their own working directory, and `--out` may be relative.
     let out = out
         .map(Path::to_path_buf)
         .unwrap_or_else(std::env::temp_dir);
+    let out = std::path::absolute(&out).unwrap_or(out);
     v.set("out", out.to_string_lossy());
     let root = project_root(&loaded.dir()).unwrap_or_else(|| PathBuf::from("."));
     v.set("project", root.to_string_lossy());
