@@ -26,6 +26,8 @@ use super::diffie_hellman::LocalKeys;
 use super::handshake::{self, HandshakeError, Keys};
 use super::identity::Identity;
 use super::{command, mercury, transcript};
+use crate::protocol_core::ConnInfo;
+use crate::stream_core::{NamedTransmit, StreamConn, StreamCore, StreamEvent};
 
 /// One account the AP knows.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -540,6 +542,61 @@ impl ApConnection {
             format!("type {}", self.config.product_type),
         );
         self.send(command::LEGACY_WELCOME, vec![], String::new());
+    }
+}
+
+/// The access point as a [`StreamCore`]: every connection gets an [`ApConnection`] on the shared
+/// configuration, numbered by its index at the device.
+pub struct ApCore {
+    pub config: Arc<ApConfig>,
+}
+
+impl StreamCore for ApCore {
+    type Conn = ApConnection;
+
+    fn open(&self, conn: &ConnInfo) -> ApConnection {
+        ApConnection::new(self.config.clone(), conn.index)
+    }
+}
+
+impl StreamConn for ApConnection {
+    fn handle_input(&mut self, bytes: &[u8], now: SystemTime) {
+        ApConnection::handle_input(self, now, bytes);
+    }
+
+    fn handle_timeout(&mut self, now: SystemTime) {
+        ApConnection::handle_timeout(self, now);
+    }
+
+    fn poll_transmit(&mut self) -> Option<NamedTransmit> {
+        ApConnection::poll_transmit(self).map(|t| NamedTransmit {
+            name: t.name,
+            bytes: t.bytes,
+        })
+    }
+
+    fn poll_event(&mut self) -> Option<StreamEvent> {
+        ApConnection::poll_event(self).map(|e| match e {
+            ApEvent::Received { name, len, fields } => StreamEvent::Received { name, len, fields },
+            ApEvent::Sent { name, len, fields } => StreamEvent::Sent { name, len, fields },
+            ApEvent::LoggedIn { username, stored } => StreamEvent::Note(format!(
+                "logged in: {username}{}",
+                if stored { " (stored credentials)" } else { "" }
+            )),
+            ApEvent::LoginRefused { username, code } => {
+                StreamEvent::Note(format!("login refused: {username} {code}"))
+            }
+            ApEvent::Warning(w) => StreamEvent::Warning(w),
+            ApEvent::Close(reason) => StreamEvent::Close(reason),
+        })
+    }
+
+    fn poll_timeout(&self) -> Option<SystemTime> {
+        ApConnection::poll_timeout(self)
+    }
+
+    fn is_closed(&self) -> bool {
+        ApConnection::is_closed(self)
     }
 }
 
