@@ -6,6 +6,7 @@ pub mod external;
 pub mod pair;
 pub mod raop;
 pub mod rtsp;
+pub mod spotify;
 
 use std::time::Duration;
 
