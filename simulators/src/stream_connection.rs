@@ -325,9 +325,7 @@ mod tests {
             password: Some("secret".into()),
             refuse: None,
         });
-        ApCore {
-            config: Arc::new(c),
-        }
+        ApCore::new(Arc::new(c))
     }
 
     fn client() -> ApClient {
@@ -435,6 +433,9 @@ mod tests {
         assert!(sent.iter().any(|r| r.starts_with("APWelcome")), "{sent:?}");
         assert!(ap.end_reason().is_none());
         assert!(matches!(events.first(), Some(EventKind::Connected)));
+        assert!(events
+            .iter()
+            .any(|e| matches!(e, EventKind::Note { message } if message == "logged in: alice")));
     }
 
     #[test]

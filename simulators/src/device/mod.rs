@@ -493,6 +493,9 @@ impl Device {
         if let Some(d) = &self.parts.dacp {
             merge(serde_json::json!({ "dacp": d.state_json(now) }));
         }
+        if let Some(ap) = &self.parts.spotify_ap {
+            merge(serde_json::json!({ "spotify": ap.stats() }));
+        }
         Value::Object(all)
     }
 

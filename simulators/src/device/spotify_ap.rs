@@ -53,9 +53,7 @@ impl Builder<SpotifyApConfig> {
             }
         };
         let shell = s.shell();
-        let core = Arc::new(ApCore {
-            config: Arc::new(config),
-        });
+        let core = Arc::new(ApCore::new(Arc::new(config)));
         let (port, task) = shell
             .serve_stream(core.clone(), "spotify-ap", PROTOCOL, s.port)
             .await?;
@@ -101,9 +99,10 @@ mod tests {
 
     #[test]
     fn ready_entry_has_the_public_key_pem_and_no_services() {
-        let core = Arc::new(ApCore {
-            config: Arc::new(ApConfig::new(Arc::new(test_identity().clone()), 1)),
-        });
+        let core = Arc::new(ApCore::new(Arc::new(ApConfig::new(
+            Arc::new(test_identity().clone()),
+            1,
+        ))));
         let parts = Parts {
             spotify_ap: Some(core),
             ..Parts::default()

@@ -545,45 +545,84 @@ impl ApConnection {
     }
 }
 
+/// What the device's state shows: who logged in and which logins were refused, in order.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ApStats {
+    /// Usernames of accepted logins.
+    pub logins: Vec<String>,
+    /// `username: ErrorCode` of refused logins.
+    pub failures: Vec<String>,
+}
+
 /// The access point as a [`StreamCore`]: every connection gets an [`ApConnection`] on the shared
-/// configuration, numbered by its index at the device.
+/// configuration, numbered by its index at the device; logins are counted in [`ApCore::stats`].
 pub struct ApCore {
     pub config: Arc<ApConfig>,
+    stats: Arc<std::sync::Mutex<ApStats>>,
+}
+
+impl ApCore {
+    pub fn new(config: Arc<ApConfig>) -> Self {
+        ApCore {
+            config,
+            stats: Default::default(),
+        }
+    }
+
+    /// Logins and refusals so far.
+    pub fn stats(&self) -> ApStats {
+        self.stats.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// One connection of [`ApCore`]: the [`ApConnection`] and the device's login counts.
+pub struct ApCoreConn {
+    inner: ApConnection,
+    stats: Arc<std::sync::Mutex<ApStats>>,
 }
 
 impl StreamCore for ApCore {
-    type Conn = ApConnection;
+    type Conn = ApCoreConn;
 
-    fn open(&self, conn: &ConnInfo) -> ApConnection {
-        ApConnection::new(self.config.clone(), conn.index)
+    fn open(&self, conn: &ConnInfo) -> ApCoreConn {
+        ApCoreConn {
+            inner: ApConnection::new(self.config.clone(), conn.index),
+            stats: self.stats.clone(),
+        }
     }
 }
 
-impl StreamConn for ApConnection {
+impl StreamConn for ApCoreConn {
     fn handle_input(&mut self, bytes: &[u8], now: SystemTime) {
-        ApConnection::handle_input(self, now, bytes);
+        self.inner.handle_input(now, bytes);
     }
 
     fn handle_timeout(&mut self, now: SystemTime) {
-        ApConnection::handle_timeout(self, now);
+        self.inner.handle_timeout(now);
     }
 
     fn poll_transmit(&mut self) -> Option<NamedTransmit> {
-        ApConnection::poll_transmit(self).map(|t| NamedTransmit {
+        self.inner.poll_transmit().map(|t| NamedTransmit {
             name: t.name,
             bytes: t.bytes,
         })
     }
 
     fn poll_event(&mut self) -> Option<StreamEvent> {
-        ApConnection::poll_event(self).map(|e| match e {
+        let event = self.inner.poll_event()?;
+        let mut stats = self.stats.lock().unwrap_or_else(|e| e.into_inner());
+        Some(match event {
             ApEvent::Received { name, len, fields } => StreamEvent::Received { name, len, fields },
             ApEvent::Sent { name, len, fields } => StreamEvent::Sent { name, len, fields },
-            ApEvent::LoggedIn { username, stored } => StreamEvent::Note(format!(
-                "logged in: {username}{}",
-                if stored { " (stored credentials)" } else { "" }
-            )),
+            ApEvent::LoggedIn { username, stored } => {
+                stats.logins.push(username.clone());
+                StreamEvent::Note(format!(
+                    "logged in: {username}{}",
+                    if stored { " (stored credentials)" } else { "" }
+                ))
+            }
             ApEvent::LoginRefused { username, code } => {
+                stats.failures.push(format!("{username}: {code}"));
                 StreamEvent::Note(format!("login refused: {username} {code}"))
             }
             ApEvent::Warning(w) => StreamEvent::Warning(w),
@@ -592,11 +631,11 @@ impl StreamConn for ApConnection {
     }
 
     fn poll_timeout(&self) -> Option<SystemTime> {
-        ApConnection::poll_timeout(self)
+        self.inner.poll_timeout()
     }
 
     fn is_closed(&self) -> bool {
-        ApConnection::is_closed(self)
+        self.inner.is_closed()
     }
 }
 
