@@ -100,9 +100,12 @@ pub async fn start(spec: &DeviceSpec, run: &RunContext) -> Result<Device> {
                 .await?
         }
         DeviceKind::SpotifyAp => {
+            let s = spec.spotify.clone().unwrap_or_default();
             SpotifyAp::builder()
                 .settings(settings)
                 .ap(spotify_ap_config(spec, run)?)
+                .apresolve(s.apresolve.unwrap_or_default())
+                .apresolve_port(s.apresolve_port)
                 .spawn()
                 .await?
         }

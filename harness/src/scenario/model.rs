@@ -148,6 +148,13 @@ pub struct SpotifySpec {
     /// Judge every client challenge HMAC wrong (the plaintext login-failed reply).
     #[serde(default)]
     pub reject_hmac: bool,
+    /// apresolve's lists (`accesspoint`, `dealer`, `spclient`: `host:port` strings); an absent
+    /// or empty `accesspoint` names the device's own AP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub apresolve: Option<airtwin_simulators::spotify_ap::apresolve::Lists>,
+    /// Port of apresolve (HTTP, ready-file service `apresolve`; default 0: a free one).
+    #[serde(default)]
+    pub apresolve_port: u16,
 }
 
 /// How a device's DACP library behaves.

@@ -1,5 +1,6 @@
 //! A Spotify access point: the AP protocol (docs/protocols/spotify-ap.md) on one TCP port,
-//! service `spotify-ap` (4070 on a real one). It publishes nothing over DNS-SD: clients find APs
+//! service `spotify-ap` (4070 on a real one), and apresolve over HTTP on a second port, service
+//! `apresolve`, naming that AP by default. It publishes nothing over DNS-SD: clients find APs
 //! through apresolve. Its ready entry carries the public half of its signing key, which a client
 //! must be given to accept the fake.
 
@@ -7,6 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::{Builder, Device, Kind, Parts, SpawnError};
+use crate::spotify_ap::apresolve::{ApresolveCore, Lists};
 use crate::spotify_ap::identity::Identity;
 use crate::spotify_ap::session::{ApConfig, ApCore};
 use crate::wire::dns_sd::ServiceRecord;
@@ -22,6 +24,10 @@ pub struct SpotifyAp;
 pub struct SpotifyApConfig {
     /// Accounts, replies, key; an AP with a key drawn from the seed and no accounts when absent.
     pub ap: Option<ApConfig>,
+    /// apresolve's lists; an empty `accesspoint` list names the device's own AP port.
+    pub apresolve: Lists,
+    /// Port of apresolve (HTTP; 0: a free one).
+    pub apresolve_port: u16,
 }
 
 impl SpotifyAp {
@@ -35,6 +41,18 @@ impl Builder<SpotifyApConfig> {
     /// The AP's configuration (signing key, accounts, Mercury replies, ping interval).
     pub fn ap(mut self, config: ApConfig) -> Self {
         self.config.ap = Some(config);
+        self
+    }
+
+    /// apresolve's lists (an empty `accesspoint` list: the device's own AP).
+    pub fn apresolve(mut self, lists: Lists) -> Self {
+        self.config.apresolve = lists;
+        self
+    }
+
+    /// Port of apresolve (default 0: a free one).
+    pub fn apresolve_port(mut self, port: u16) -> Self {
+        self.config.apresolve_port = port;
         self
     }
 
@@ -57,15 +75,29 @@ impl Builder<SpotifyApConfig> {
         let (port, task) = shell
             .serve_stream(core.clone(), "spotify-ap", PROTOCOL, s.port)
             .await?;
+        let mut lists = self.config.apresolve;
+        if lists.accesspoint.is_empty() {
+            lists.accesspoint = vec![format!("{}:{port}", shell.address)];
+        }
+        let (resolve_port, resolve_task) = shell
+            .serve(
+                Arc::new(ApresolveCore { lists }),
+                "apresolve",
+                self.config.apresolve_port,
+            )
+            .await?;
         let parts = Parts {
             spotify_ap: Some(core),
             ..Parts::default()
         };
         Ok(shell.device(
             &SpotifyAp,
-            BTreeMap::from([("spotify-ap".to_string(), port)]),
+            BTreeMap::from([
+                ("spotify-ap".to_string(), port),
+                ("apresolve".to_string(), resolve_port),
+            ]),
             parts,
-            vec![task],
+            vec![task, resolve_task],
         ))
     }
 }
