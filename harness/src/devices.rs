@@ -10,10 +10,13 @@ use std::time::{Duration, SystemTime};
 use airtwin_simulators::airplay::AirplayConfig;
 use airtwin_simulators::dacp::pairing::parse_guid;
 use airtwin_simulators::dacp::DacpConfig;
-use airtwin_simulators::device::{AirportExpress, AppleTv, Itunes, Settings};
+use airtwin_simulators::device::{AirportExpress, AppleTv, Itunes, Settings, SpotifyAp};
 use airtwin_simulators::fault::{Action, FaultPlan};
 use airtwin_simulators::raop::{keys, RaopConfig};
 use airtwin_simulators::shell::Recorder;
+use airtwin_simulators::spotify_ap::identity::Identity;
+use airtwin_simulators::spotify_ap::mercury;
+use airtwin_simulators::spotify_ap::session::ApConfig;
 use anyhow::{bail, Context as _, Result};
 use tokio::sync::watch;
 
@@ -97,7 +100,69 @@ pub async fn start(spec: &DeviceSpec, run: &RunContext) -> Result<Device> {
                 .spawn()
                 .await?
         }
+        DeviceKind::SpotifyAp => {
+            let s = spec.spotify.clone().unwrap_or_default();
+            SpotifyAp::builder()
+                .settings(settings)
+                .ap(spotify_ap_config(spec, run)?)
+                .apresolve(s.apresolve.unwrap_or_default())
+                .apresolve_port(s.apresolve_port)
+                .spawn()
+                .await?
+        }
     })
+}
+
+/// The access point of a `spotify-ap` entry: its signing key (`identity.key` PEM path, or drawn
+/// from the seed), accounts, Mercury replies and session settings.
+fn spotify_ap_config(spec: &DeviceSpec, run: &RunContext) -> Result<ApConfig> {
+    let load = |source: &str, what: &str| -> Result<Identity> {
+        match source {
+            "other" => Identity::from_seed(run.seed ^ 0x5107_1f1e_d0c0_ffee),
+            path => {
+                let path = resolve_key(path, &run.base_dir);
+                let text = std::fs::read_to_string(&path)
+                    .with_context(|| format!("device {}: {what} {path}", spec.name))?;
+                Identity::from_pem(&text)
+            }
+        }
+        .with_context(|| format!("device {}: {what}", spec.name))
+    };
+    let identity = match &spec.identity.key {
+        Some(key) => load(key, "identity.key")?,
+        None => Identity::from_seed(run.seed)
+            .with_context(|| format!("device {}: signing key", spec.name))?,
+    };
+    let mut config = ApConfig::new(Arc::new(identity), run.seed);
+    let Some(s) = &spec.spotify else {
+        return Ok(config);
+    };
+    config.accounts = s.accounts.clone();
+    config.mercury = s
+        .mercury
+        .iter()
+        .map(|(uri, body)| mercury::Reply {
+            uri: uri.clone(),
+            status: 200,
+            body: body.clone(),
+        })
+        .collect();
+    if let Some(source) = &s.sign_with {
+        config.sign_with = Some(Arc::new(load(source, "spotify.sign_with")?));
+    }
+    if let Some(secs) = s.ping_interval {
+        config.ping_interval = Duration::try_from_secs_f64(secs)
+            .with_context(|| format!("device {}: spotify.ping_interval {secs}", spec.name))?;
+    }
+    if let Some(t) = &s.product_type {
+        config.product_type = t.clone();
+    }
+    if let Some(c) = &s.country {
+        config.country = c.clone();
+    }
+    config.try_another_ap = s.try_another_ap;
+    config.reject_hmac = s.reject_hmac;
+    Ok(config)
 }
 
 /// Keys that `sign_with` faults name, loaded when the device starts so the core never reads files.

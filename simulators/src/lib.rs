@@ -24,6 +24,7 @@
 //! | [`fault`] | the one fault table, its validation, the seeded plan, response edits |
 //! | [`connection`] | the sans-IO connection driver: framing, the fault seam, events |
 //! | [`protocol_core`] | the contract between a core and the driver |
+//! | [`stream_core`], [`stream_connection`] | the same for byte-stream cores (own framing, named transmits) |
 //! | [`event`] | what happened, as the transcript and expectations read it |
 //! | [`seed`] | values derived from the scenario's seed and a label |
 //! | `device` | device kinds combining cores on ports, their builders, the `Device` handle (feature `shell`) |
@@ -64,6 +65,8 @@ pub mod seed;
 #[cfg(feature = "shell")]
 pub mod shell;
 pub mod spotify_ap;
+pub mod stream_connection;
+pub mod stream_core;
 pub mod wire;
 
 #[cfg(feature = "shell")]

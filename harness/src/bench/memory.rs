@@ -41,6 +41,7 @@ fn spec(kind: DeviceKind) -> DeviceSpec {
         idle_timeout: None,
         dacp: None,
         address: None,
+        spotify: None,
     }
 }
 

@@ -62,6 +62,7 @@ fn spec(i: usize) -> DeviceSpec {
         max_sessions: None,
         idle_timeout: None,
         dacp: None,
+        spotify: None,
         address: None,
     }
 }

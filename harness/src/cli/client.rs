@@ -105,6 +105,26 @@ pub enum ClientCommand {
         /// Steps (default: login playstatus).
         steps: Vec<String>,
     },
+    /// A Spotify client: ClientHello, the AP's signature checked with --key, keys derived,
+    /// Login, then the AP's Ping answered (exit 1 with the failing step otherwise).
+    Spotify {
+        /// Access point address, e.g. 127.0.0.1:4070.
+        #[arg(long)]
+        to: std::net::SocketAddr,
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        password: String,
+        /// The AP's public key PEM (the ready file's `public_key`); default: the key an AP draws
+        /// from --seed.
+        #[arg(long)]
+        key: Option<String>,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Seconds for each answer.
+        #[arg(long, default_value_t = 10.0)]
+        timeout: f64,
+    },
     /// A fake remote control that serves /pair on 127.0.0.1 and checks the code for its PIN
     /// (prints "pairing web server at port N"; exits 0 when a pairing was accepted).
     RemotePair {
@@ -252,6 +272,25 @@ pub(super) async fn run(command: ClientCommand) -> Result<ExitCode> {
             let outcome = clients::run_in_process(opts, Duration::from_secs(3600), rx).await;
             print!("{}", outcome.stdout);
             Ok(super::exit_code(outcome.exit == Some(0)))
+        }
+        ClientCommand::Spotify {
+            to,
+            user,
+            password,
+            key,
+            seed,
+            timeout,
+        } => {
+            let ok = clients::spotify::run(clients::spotify::Options {
+                addr: to,
+                username: user,
+                password,
+                server_key: clients::spotify::load_key(key.as_deref(), seed)?,
+                timeout: Duration::from_secs_f64(timeout),
+                seed,
+            })
+            .await?;
+            Ok(super::exit_code(ok))
         }
         ClientCommand::RemotePair {
             pin,

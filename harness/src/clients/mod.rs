@@ -7,6 +7,7 @@ pub mod hap;
 pub mod pair;
 pub mod raop;
 pub mod rtsp;
+pub mod spotify;
 
 use std::time::Duration;
 

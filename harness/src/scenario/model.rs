@@ -56,16 +56,21 @@ pub enum DeviceKind {
     AppleTv,
     /// iTunes: a DACP/DMAP library that remote controls drive; ready-file service `dacp`.
     Itunes,
+    /// Spotify access point: the DH/Shannon handshake, login, Ping, Mercury; ready-file service
+    /// `spotify-ap`, identity `public_key` (PEM).
+    SpotifyAp,
 }
 
 impl DeviceKind {
-    pub const NAMES: &'static [&'static str] = &["airport-express", "apple-tv", "itunes"];
+    pub const NAMES: &'static [&'static str] =
+        &["airport-express", "apple-tv", "itunes", "spotify-ap"];
 
     pub fn as_str(self) -> &'static str {
         match self {
             DeviceKind::AirportExpress => "airport-express",
             DeviceKind::AppleTv => "apple-tv",
             DeviceKind::Itunes => "itunes",
+            DeviceKind::SpotifyAp => "spotify-ap",
         }
     }
 
@@ -74,6 +79,7 @@ impl DeviceKind {
             "airport-express" => Some(DeviceKind::AirportExpress),
             "apple-tv" => Some(DeviceKind::AppleTv),
             "itunes" => Some(DeviceKind::Itunes),
+            "spotify-ap" => Some(DeviceKind::SpotifyAp),
             _ => None,
         }
     }
@@ -100,12 +106,55 @@ pub struct DeviceSpec {
     /// DACP library settings (`itunes`, and the `dacp` port of an `apple-tv`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dacp: Option<DacpSpec>,
+    /// Spotify access point settings (`spotify-ap`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spotify: Option<SpotifySpec>,
     /// IPv4 address the device listens on and announces (default 127.0.0.1). Any 127.x.y.z works
     /// on Linux without set-up, so that each device of a scenario can have its own address, as
     /// discovery clients group services by address (pyatv does). Inside `ci/netns`, 10.213.0.1 to
     /// 10.213.0.4 are on the interface `airtwin0`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub address: Option<std::net::Ipv4Addr>,
+}
+
+/// How a Spotify access point behaves (docs/protocols/spotify-ap.md). Its signing key is the
+/// entry's `identity.key`: a PEM path, or drawn from the seed when absent.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SpotifySpec {
+    /// Accounts that may log in: `username`, `password` (absent: any), `refuse` (an ErrorCode
+    /// name such as `BadCredentials` or `PremiumAccountRequired` every login of it gets).
+    #[serde(default)]
+    pub accounts: Vec<airtwin_simulators::spotify_ap::session::Account>,
+    /// Mercury replies by URI (body text, status 200); other URIs get 404.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub mercury: BTreeMap<String, String>,
+    /// Sign the DH value with another key: `other` (drawn from the seed) or a PEM path; a client
+    /// that checks the signature must refuse the AP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sign_with: Option<String>,
+    /// Seconds between the AP's Pings after login (default 120).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ping_interval: Option<f64>,
+    /// ProductInfo `type` (default `premium`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub product_type: Option<String>,
+    /// CountryCode (default `SE`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub country: Option<String>,
+    /// Answer every login with AuthFailure TryAnotherAP.
+    #[serde(default)]
+    pub try_another_ap: bool,
+    /// Judge every client challenge HMAC wrong (the plaintext login-failed reply).
+    #[serde(default)]
+    pub reject_hmac: bool,
+    /// apresolve's lists (`accesspoint`, `dealer`, `spclient`: `host:port` strings); an absent
+    /// or empty `accesspoint` names the device's own AP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub apresolve: Option<airtwin_simulators::spotify_ap::apresolve::Lists>,
+    /// Port of apresolve (HTTP, ready-file service `apresolve`; default 0: a free one).
+    #[serde(default)]
+    pub apresolve_port: u16,
 }
 
 /// How a device's DACP library behaves.

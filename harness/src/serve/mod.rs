@@ -161,6 +161,7 @@ pub async fn serve(what: What, opts: ServeOptions) -> Result<()> {
                         max_sessions: None,
                         idle_timeout: None,
                         dacp: None,
+                        spotify: None,
                         address: None,
                     })
                     .collect(),

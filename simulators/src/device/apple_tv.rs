@@ -94,6 +94,7 @@ impl Builder<AppleTvConfig> {
             raop: Some(airplay.raop.clone()),
             airplay: Some(airplay),
             dacp: Some(dacp),
+            ..Parts::default()
         };
         Ok(shell.device(&AppleTv, ports, parts, tasks))
     }
@@ -163,6 +164,7 @@ mod tests {
             raop: Some(airplay.raop.clone()),
             airplay: Some(airplay),
             dacp: Some(dacp),
+            ..Parts::default()
         };
         offline(
             &AppleTv,

@@ -10,6 +10,7 @@
 pub mod airport_express;
 pub mod apple_tv;
 pub mod itunes;
+pub mod spotify_ap;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -36,6 +37,7 @@ use crate::wire::Limits;
 pub use airport_express::AirportExpress;
 pub use apple_tv::AppleTv;
 pub use itunes::Itunes;
+pub use spotify_ap::SpotifyAp;
 
 /// The address a device listens on unless told otherwise.
 pub const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -76,6 +78,8 @@ pub struct Parts {
     pub airplay: Option<Arc<AirplayCore>>,
     /// DACP library (iTunes, the remote-control side of an Apple TV): sessions, now playing.
     pub dacp: Option<Arc<DacpCore>>,
+    /// Spotify access point: its signing key, accounts and scripted replies.
+    pub spotify_ap: Option<Arc<crate::spotify_ap::session::ApCore>>,
 }
 
 /// What the ready file says of one device.
@@ -99,6 +103,12 @@ pub enum SpawnError {
         port: u16,
         #[source]
         source: std::io::Error,
+    },
+    #[error("device {device}: no signing key: {source}")]
+    Identity {
+        device: String,
+        #[source]
+        source: crate::spotify_ap::identity::IdentityError,
     },
 }
 
@@ -239,6 +249,30 @@ impl Shell {
             .map_err(bind_error)?;
         let bound = listener.local_addr().map_err(bind_error)?.port();
         let task = shell::spawn(listener, service, self.config.clone(), service_name);
+        Ok((bound, task))
+    }
+
+    /// Like [`Shell::serve`] for a byte-stream core: its connections are driven by a
+    /// [`crate::stream_connection::StreamConnection`]; `protocol` names its framing in the
+    /// transcript.
+    pub async fn serve_stream<C: crate::stream_core::StreamCore>(
+        &self,
+        core: Arc<C>,
+        service_name: &str,
+        protocol: &'static str,
+        port: u16,
+    ) -> Result<(u16, JoinHandle<()>), SpawnError> {
+        let bind_error = |source| SpawnError::Bind {
+            device: self.config.device.to_string(),
+            address: self.address,
+            port,
+            source,
+        };
+        let listener = shell::bind(SocketAddr::new(self.address, port))
+            .await
+            .map_err(bind_error)?;
+        let bound = listener.local_addr().map_err(bind_error)?.port();
+        let task = shell::spawn_stream(listener, core, self.config.clone(), service_name, protocol);
         Ok((bound, task))
     }
 
@@ -458,6 +492,9 @@ impl Device {
         }
         if let Some(d) = &self.parts.dacp {
             merge(serde_json::json!({ "dacp": d.state_json(now) }));
+        }
+        if let Some(ap) = &self.parts.spotify_ap {
+            merge(serde_json::json!({ "spotify": ap.stats() }));
         }
         Value::Object(all)
     }

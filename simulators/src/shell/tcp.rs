@@ -18,7 +18,9 @@ use super::Recorder;
 use crate::connection::{Connection, End};
 use crate::event::EventKind;
 use crate::fault::FaultPlan;
-use crate::protocol_core::{Changes, ConnInfo, ProtocolCore};
+use crate::protocol_core::{Changes, ConnInfo, ProtocolCore, UdpRequest};
+use crate::stream_connection::StreamConnection;
+use crate::stream_core::StreamCore;
 use crate::wire::Limits;
 
 /// What every shell of a device shares.
@@ -163,9 +165,9 @@ async fn connection<S: ProtocolCore>(
 /// Runs the connection until it ends: records its events, writes its bytes, opens its UDP ports,
 /// and waits for whichever comes first of the socket, its timer, its core's revision and the
 /// device stopping.
-async fn serve<S: ProtocolCore>(
+async fn serve<D: Driven>(
     stream: &mut TcpStream,
-    conn: &mut Connection<S>,
+    conn: &mut D,
     cfg: &ShellConfig,
     mut changes: Option<(&Changes, watch::Receiver<u64>)>,
     udp_closed: &watch::Receiver<bool>,
@@ -215,11 +217,191 @@ async fn serve<S: ProtocolCore>(
                 Ok(n) => conn.receive(&chunk[..n], SystemTime::now()),
                 Err(e) => conn.abort(format!("read error: {e}")),
             },
-            _ = shutdown.wait_for(|s| *s), if reading => conn.abort("device shutting down"),
+            _ = shutdown.wait_for(|s| *s), if reading => conn.abort("device shutting down".into()),
             _ = sleep(timer) => conn.handle_timeout(SystemTime::now()),
             _ = revision_moves(changes.as_mut(), waits) => conn.handle_change(SystemTime::now()),
         }
     }
+}
+
+/// What [`serve`] drives: the request driver ([`Connection`]) or the byte-stream driver
+/// ([`StreamConnection`]), through the same methods.
+trait Driven {
+    fn info(&self) -> &ConnInfo;
+    fn poll_event(&mut self) -> Option<EventKind>;
+    fn poll_transmit(&mut self) -> Option<Vec<u8>>;
+    fn poll_udp(&mut self) -> Option<Vec<UdpRequest>>;
+    fn ports_opened(&mut self, ports: &[u16], now: SystemTime);
+    fn end_reason(&self) -> Option<&End>;
+    fn poll_timeout(&self) -> Option<SystemTime>;
+    fn wants_read(&self) -> bool;
+    fn waits_for_change(&self) -> Option<u64>;
+    fn receive(&mut self, bytes: &[u8], now: SystemTime);
+    fn receive_eof(&mut self);
+    fn abort(&mut self, reason: String);
+    fn handle_timeout(&mut self, now: SystemTime);
+    fn handle_change(&mut self, now: SystemTime);
+}
+
+impl<S: ProtocolCore> Driven for Connection<S> {
+    fn info(&self) -> &ConnInfo {
+        Connection::info(self)
+    }
+    fn poll_event(&mut self) -> Option<EventKind> {
+        Connection::poll_event(self)
+    }
+    fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+        Connection::poll_transmit(self)
+    }
+    fn poll_udp(&mut self) -> Option<Vec<UdpRequest>> {
+        Connection::poll_udp(self)
+    }
+    fn ports_opened(&mut self, ports: &[u16], now: SystemTime) {
+        Connection::ports_opened(self, ports, now)
+    }
+    fn end_reason(&self) -> Option<&End> {
+        Connection::end_reason(self)
+    }
+    fn poll_timeout(&self) -> Option<SystemTime> {
+        Connection::poll_timeout(self)
+    }
+    fn wants_read(&self) -> bool {
+        Connection::wants_read(self)
+    }
+    fn waits_for_change(&self) -> Option<u64> {
+        Connection::waits_for_change(self)
+    }
+    fn receive(&mut self, bytes: &[u8], now: SystemTime) {
+        Connection::receive(self, bytes, now)
+    }
+    fn receive_eof(&mut self) {
+        Connection::receive_eof(self)
+    }
+    fn abort(&mut self, reason: String) {
+        Connection::abort(self, reason)
+    }
+    fn handle_timeout(&mut self, now: SystemTime) {
+        Connection::handle_timeout(self, now)
+    }
+    fn handle_change(&mut self, now: SystemTime) {
+        Connection::handle_change(self, now)
+    }
+}
+
+impl<C: StreamCore> Driven for StreamConnection<C> {
+    fn info(&self) -> &ConnInfo {
+        StreamConnection::info(self)
+    }
+    fn poll_event(&mut self) -> Option<EventKind> {
+        StreamConnection::poll_event(self)
+    }
+    fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+        StreamConnection::poll_transmit(self)
+    }
+    fn poll_udp(&mut self) -> Option<Vec<UdpRequest>> {
+        None
+    }
+    fn ports_opened(&mut self, _: &[u16], _: SystemTime) {}
+    fn end_reason(&self) -> Option<&End> {
+        StreamConnection::end_reason(self)
+    }
+    fn poll_timeout(&self) -> Option<SystemTime> {
+        StreamConnection::poll_timeout(self)
+    }
+    fn wants_read(&self) -> bool {
+        StreamConnection::wants_read(self)
+    }
+    fn waits_for_change(&self) -> Option<u64> {
+        None
+    }
+    fn receive(&mut self, bytes: &[u8], now: SystemTime) {
+        StreamConnection::receive(self, bytes, now)
+    }
+    fn receive_eof(&mut self) {
+        StreamConnection::receive_eof(self)
+    }
+    fn abort(&mut self, reason: String) {
+        StreamConnection::abort(self, reason)
+    }
+    fn handle_timeout(&mut self, now: SystemTime) {
+        StreamConnection::handle_timeout(self, now)
+    }
+    fn handle_change(&mut self, _: SystemTime) {}
+}
+
+/// Accepts connections until shutdown, each driven by a [`StreamConnection`] of `core`;
+/// `protocol` names the framing in the transcript.
+pub fn spawn_stream<C: StreamCore>(
+    listener: TcpListener,
+    core: Arc<C>,
+    cfg: ShellConfig,
+    service_name: &str,
+    protocol: &'static str,
+) -> JoinHandle<()> {
+    let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+    cfg.record(
+        None,
+        EventKind::Listening {
+            service: service_name.to_string(),
+            port,
+        },
+    );
+    let counter = Arc::new(AtomicU64::new(0));
+    let mut shutdown = cfg.shutdown.clone();
+    tokio::spawn(async move {
+        loop {
+            let accepted = tokio::select! {
+                a = listener.accept() => a,
+                _ = shutdown.wait_for(|s| *s) => break,
+            };
+            let (mut stream, peer) = match accepted {
+                Ok(x) => x,
+                Err(e) => {
+                    warn!(device = %cfg.device, error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let info = ConnInfo {
+                device: cfg.device.clone(),
+                index: counter.fetch_add(1, Ordering::Relaxed),
+                peer,
+                local: stream.local_addr().unwrap_or(peer),
+            };
+            let span = info_span!("conn", device = %cfg.device, peer = %peer, conn = info.index);
+            let core = core.clone();
+            let cfg = cfg.clone();
+            tokio::spawn(
+                async move {
+                    let _ = stream.set_nodelay(true);
+                    let mut conn = StreamConnection::new(
+                        &*core,
+                        info.clone(),
+                        cfg.plan.clone(),
+                        protocol,
+                        cfg.idle_timeout,
+                        SystemTime::now(),
+                    );
+                    let (_udp_close, udp_closed) = watch::channel(false);
+                    serve(
+                        &mut stream,
+                        &mut conn,
+                        &cfg,
+                        None,
+                        &udp_closed,
+                        &mut Vec::new(),
+                    )
+                    .await;
+                    if conn.end_reason() == Some(&End::Reset) {
+                        // SO_LINGER 0 makes close() send RST instead of FIN.
+                        let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
+                    }
+                    cfg.record(Some(&info), conn.close());
+                }
+                .instrument(span),
+            );
+        }
+    })
 }
 
 /// Sleeps for `d`, or forever.

@@ -4,6 +4,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::protocol_core::{ConnInfo, Context, Outcome, ProtocolCore};
+use crate::wire::{Request, Response};
+
 /// The three lists, in the order clients should try them.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Lists {
@@ -35,9 +38,78 @@ pub fn answer(query: &str, lists: &Lists) -> String {
     serde_json::Value::Object(out).to_string()
 }
 
+/// apresolve as a core of the request driver: `GET /` with the `type` query answers
+/// [`answer`] as JSON; anything else is 404. Failures (503, a hang, a cut body) are faults of the
+/// seam (`when: {method: GET}`).
+pub struct ApresolveCore {
+    pub lists: Lists,
+}
+
+impl ProtocolCore for ApresolveCore {
+    type Conn = ();
+
+    fn open(&self, _: &ConnInfo) {}
+
+    fn handle(&self, _: &mut (), req: &Request, _: &mut Context<'_>) -> Outcome {
+        if req.method != "GET" || req.path() != "/" {
+            return Outcome::Respond(Response::new(req.protocol, 404));
+        }
+        let body = answer(req.query().unwrap_or(""), &self.lists);
+        Outcome::Respond(
+            Response::new(req.protocol, 200).with_body("application/json", body.into_bytes()),
+        )
+    }
+
+    fn complete(&self, _: &mut (), req: &Request, _: &[u16], _: &mut Context<'_>) -> Response {
+        Response::new(req.protocol, 500)
+    }
+
+    fn decorate(&self, _: &(), _: Option<&Request>, _: &mut Response, _: &Context<'_>) {}
+
+    fn close(&self, _: ()) {}
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fault::CoreParams;
+    use crate::wire::{Limits, Protocol};
+
+    #[test]
+    fn the_core_answers_get_root_with_json_and_other_paths_404() {
+        let core = ApresolveCore {
+            lists: Lists {
+                accesspoint: vec!["127.0.0.1:4070".into()],
+                ..Lists::default()
+            },
+        };
+        let conn = ConnInfo {
+            device: "ap".into(),
+            index: 0,
+            peer: "127.0.0.1:1".parse().unwrap(),
+            local: "127.0.0.1:2".parse().unwrap(),
+        };
+        let params = CoreParams::default();
+        let mut cx = Context::new(&conn, std::time::SystemTime::UNIX_EPOCH, &params);
+        let parse = |text: &str| {
+            crate::wire::parse_request(text.as_bytes(), &Limits::default())
+                .unwrap()
+                .unwrap()
+                .0
+        };
+        let req = parse("GET /?type=accesspoint HTTP/1.1\r\nHost: x\r\n\r\n");
+        let Outcome::Respond(resp) = core.handle(&mut (), &req, &mut cx) else {
+            panic!("answers at once")
+        };
+        assert_eq!(resp.status, 200);
+        assert_eq!(resp.protocol, Protocol::Http11);
+        assert_eq!(resp.body, br#"{"accesspoint":["127.0.0.1:4070"]}"#);
+        let req = parse("GET /other HTTP/1.1\r\nHost: x\r\n\r\n");
+        let Outcome::Respond(resp) = core.handle(&mut (), &req, &mut cx) else {
+            panic!("answers at once")
+        };
+        assert_eq!(resp.status, 404);
+    }
 
     #[test]
     fn answers_the_requested_types_in_order() {

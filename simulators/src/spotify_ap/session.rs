@@ -26,6 +26,8 @@ use super::diffie_hellman::LocalKeys;
 use super::handshake::{self, HandshakeError, Keys};
 use super::identity::Identity;
 use super::{command, mercury, transcript};
+use crate::protocol_core::ConnInfo;
+use crate::stream_core::{NamedTransmit, StreamConn, StreamCore, StreamEvent};
 
 /// One account the AP knows.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -540,6 +542,100 @@ impl ApConnection {
             format!("type {}", self.config.product_type),
         );
         self.send(command::LEGACY_WELCOME, vec![], String::new());
+    }
+}
+
+/// What the device's state shows: who logged in and which logins were refused, in order.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ApStats {
+    /// Usernames of accepted logins.
+    pub logins: Vec<String>,
+    /// `username: ErrorCode` of refused logins.
+    pub failures: Vec<String>,
+}
+
+/// The access point as a [`StreamCore`]: every connection gets an [`ApConnection`] on the shared
+/// configuration, numbered by its index at the device; logins are counted in [`ApCore::stats`].
+pub struct ApCore {
+    pub config: Arc<ApConfig>,
+    stats: Arc<std::sync::Mutex<ApStats>>,
+}
+
+impl ApCore {
+    pub fn new(config: Arc<ApConfig>) -> Self {
+        ApCore {
+            config,
+            stats: Default::default(),
+        }
+    }
+
+    /// Logins and refusals so far.
+    pub fn stats(&self) -> ApStats {
+        self.stats.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// One connection of [`ApCore`]: the [`ApConnection`] and the device's login counts.
+pub struct ApCoreConn {
+    inner: ApConnection,
+    stats: Arc<std::sync::Mutex<ApStats>>,
+}
+
+impl StreamCore for ApCore {
+    type Conn = ApCoreConn;
+
+    fn open(&self, conn: &ConnInfo) -> ApCoreConn {
+        ApCoreConn {
+            inner: ApConnection::new(self.config.clone(), conn.index),
+            stats: self.stats.clone(),
+        }
+    }
+}
+
+impl StreamConn for ApCoreConn {
+    fn handle_input(&mut self, bytes: &[u8], now: SystemTime) {
+        self.inner.handle_input(now, bytes);
+    }
+
+    fn handle_timeout(&mut self, now: SystemTime) {
+        self.inner.handle_timeout(now);
+    }
+
+    fn poll_transmit(&mut self) -> Option<NamedTransmit> {
+        self.inner.poll_transmit().map(|t| NamedTransmit {
+            name: t.name,
+            bytes: t.bytes,
+        })
+    }
+
+    fn poll_event(&mut self) -> Option<StreamEvent> {
+        let event = self.inner.poll_event()?;
+        let mut stats = self.stats.lock().unwrap_or_else(|e| e.into_inner());
+        Some(match event {
+            ApEvent::Received { name, len, fields } => StreamEvent::Received { name, len, fields },
+            ApEvent::Sent { name, len, fields } => StreamEvent::Sent { name, len, fields },
+            ApEvent::LoggedIn { username, stored } => {
+                stats.logins.push(username.clone());
+                StreamEvent::Note(format!(
+                    "logged in: {username}{}",
+                    if stored { " (stored credentials)" } else { "" }
+                ))
+            }
+            ApEvent::LoginRefused { username, code } => {
+                stats.failures.push(format!("{username}: {code}"));
+                StreamEvent::Note(format!("login refused: {username} {code}"))
+            }
+            ApEvent::Warning(w) => StreamEvent::Warning(w),
+            ApEvent::Close(reason) => StreamEvent::Close(reason),
+        })
+    }
+
+    fn poll_timeout(&self) -> Option<SystemTime> {
+        self.inner.poll_timeout()
+    }
+
+    fn is_closed(&self) -> bool {
+        self.inner.is_closed()
     }
 }
 
