@@ -8,8 +8,8 @@ use std::time::SystemTime;
 
 use airtwin_simulators::airplay::AirplayConfig;
 use airtwin_simulators::dacp::DacpConfig;
-use airtwin_simulators::wire::dns_sd::{answer, host_label, HostRecords};
 use airtwin_simulators::raop::RaopConfig;
+use airtwin_simulators::wire::dns_sd::{answer, host_label, HostRecords};
 use libfuzzer_sys::fuzz_target;
 use simple_dns::{Packet, PacketFlag};
 
