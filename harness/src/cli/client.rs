@@ -191,10 +191,7 @@ pub(super) async fn run(command: ClientCommand) -> Result<ExitCode> {
                 response_timeout: Duration::from_secs_f64(timeout),
                 seed,
             };
-            let (_tx, rx) = watch::channel(false);
-            let outcome = clients::run_in_process(opts, Duration::from_secs(600), rx).await;
-            print!("{}", outcome.stdout);
-            Ok(super::exit_code(outcome.exit == Some(0)))
+            run_once(opts, Duration::from_secs(600)).await
         }
         ClientCommand::Airplay {
             to,
@@ -217,10 +214,7 @@ pub(super) async fn run(command: ClientCommand) -> Result<ExitCode> {
                 response_timeout: Duration::from_secs_f64(timeout),
                 seed,
             };
-            let (_tx, rx) = watch::channel(false);
-            let outcome = clients::run_in_process(opts, Duration::from_secs(600), rx).await;
-            print!("{}", outcome.stdout);
-            Ok(super::exit_code(outcome.exit == Some(0)))
+            run_once(opts, Duration::from_secs(600)).await
         }
         ClientCommand::Hap {
             to,
@@ -268,10 +262,7 @@ pub(super) async fn run(command: ClientCommand) -> Result<ExitCode> {
                 response_timeout: Duration::from_secs_f64(timeout),
                 out: PathBuf::from("."),
             };
-            let (_tx, rx) = watch::channel(false);
-            let outcome = clients::run_in_process(opts, Duration::from_secs(3600), rx).await;
-            print!("{}", outcome.stdout);
-            Ok(super::exit_code(outcome.exit == Some(0)))
+            run_once(opts, Duration::from_secs(3600)).await
         }
         ClientCommand::Spotify {
             to,
@@ -330,4 +321,13 @@ pub(super) async fn run(command: ClientCommand) -> Result<ExitCode> {
             Ok(super::exit_code(accepted))
         }
     }
+}
+
+/// Runs one of airtwin's own clients to its end (or `limit`), prints its log, and exits 0 only if
+/// it succeeded.
+async fn run_once<C: clients::InProcess>(client: C, limit: Duration) -> Result<ExitCode> {
+    let (_tx, rx) = watch::channel(false);
+    let outcome = clients::run_in_process(client, limit, rx).await;
+    print!("{}", outcome.stdout);
+    Ok(super::exit_code(outcome.exit == Some(0)))
 }
