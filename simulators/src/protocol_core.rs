@@ -214,6 +214,27 @@ pub trait ProtocolCore: Send + Sync + 'static {
 
     /// Called when the connection ends, whatever the reason.
     fn close(&self, state: Self::Conn);
+
+    /// A response of this device with `status` and the headers all its responses carry
+    /// ([`ProtocolCore::decorate`]).
+    fn respond(&self, conn: &Self::Conn, req: &Request, status: u16, cx: &Context<'_>) -> Response {
+        let mut r = Response::new(req.protocol, status);
+        self.decorate(conn, Some(req), &mut r, cx);
+        r
+    }
+
+    /// Refuses `req` with `status`, its reason phrase `why`, noted as a protocol warning.
+    fn refuse(
+        &self,
+        conn: &Self::Conn,
+        req: &Request,
+        status: u16,
+        why: &str,
+        cx: &mut Context<'_>,
+    ) -> Outcome {
+        let response = self.respond(conn, req, status, cx);
+        cx.refuse(req, response, why)
+    }
 }
 
 #[cfg(test)]

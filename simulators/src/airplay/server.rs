@@ -221,30 +221,6 @@ impl AirplayCore {
         state
     }
 
-    fn respond(
-        &self,
-        conn: &AirplayConn,
-        req: &Request,
-        status: u16,
-        cx: &Context<'_>,
-    ) -> Response {
-        let mut r = Response::new(req.protocol, status);
-        self.decorate(conn, Some(req), &mut r, cx);
-        r
-    }
-
-    fn refuse(
-        &self,
-        conn: &AirplayConn,
-        req: &Request,
-        status: u16,
-        why: &str,
-        cx: &mut Context<'_>,
-    ) -> Outcome {
-        let response = self.respond(conn, req, status, cx);
-        cx.refuse(req, response, why)
-    }
-
     fn plist(
         &self,
         conn: &AirplayConn,

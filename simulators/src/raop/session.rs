@@ -113,24 +113,6 @@ impl RaopCore {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn respond(&self, conn: &RaopConn, req: &Request, status: u16, cx: &Context<'_>) -> Response {
-        let mut r = Response::new(req.protocol, status);
-        self.decorate(conn, Some(req), &mut r, cx);
-        r
-    }
-
-    fn refuse(
-        &self,
-        conn: &RaopConn,
-        req: &Request,
-        status: u16,
-        why: &str,
-        cx: &mut Context<'_>,
-    ) -> Outcome {
-        let response = self.respond(conn, req, status, cx);
-        cx.refuse(req, response, why)
-    }
-
     /// Answers `Apple-Challenge` when the request carries one (OPTIONS or ANNOUNCE).
     fn answer_challenge(&self, req: &Request, resp: &mut Response, cx: &mut Context<'_>) {
         let Some(challenge) = req.headers.get("Apple-Challenge") else {
