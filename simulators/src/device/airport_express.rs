@@ -50,17 +50,13 @@ impl Builder<AirportExpressConfig> {
             .unwrap_or_else(|| AirportExpress::config(&s.name, s.seed));
         let shell = s.shell();
         let service = Arc::new(RaopCore::new(config));
-        let (port, task) = shell.serve(service.clone(), "raop", s.port).await?;
         let parts = Parts {
-            raop: Some(service),
+            raop: Some(service.clone()),
             ..Parts::default()
         };
-        Ok(shell.device(
-            &AirportExpress,
-            BTreeMap::from([("raop".to_string(), port)]),
-            parts,
-            vec![task],
-        ))
+        shell
+            .one_core(&AirportExpress, service, "raop", s.port, parts)
+            .await
     }
 }
 

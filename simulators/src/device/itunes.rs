@@ -56,17 +56,13 @@ impl Builder<ItunesConfig> {
             .unwrap_or_else(|| Itunes::library(&s.name, s.seed, SystemTime::now()));
         let shell = s.shell();
         let service = Arc::new(DacpCore::new(config));
-        let (port, task) = shell.serve(service.clone(), "dacp", s.port).await?;
         let parts = Parts {
-            dacp: Some(service),
+            dacp: Some(service.clone()),
             ..Parts::default()
         };
-        Ok(shell.device(
-            &Itunes,
-            BTreeMap::from([("dacp".to_string(), port)]),
-            parts,
-            vec![task],
-        ))
+        shell
+            .one_core(&Itunes, service, "dacp", s.port, parts)
+            .await
     }
 }
 

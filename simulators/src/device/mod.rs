@@ -277,6 +277,21 @@ impl Shell {
     }
 
     /// Makes the running device from what was served.
+    /// A device that is one protocol core on its main port, named `service_name` in the ready
+    /// file (an AirPort Express is a RAOP core, iTunes a DACP core); `parts` holds that core.
+    async fn one_core<S: ProtocolCore>(
+        self,
+        kind: &'static dyn Kind,
+        core: Arc<S>,
+        service_name: &str,
+        port: u16,
+        parts: Parts,
+    ) -> Result<Device, SpawnError> {
+        let (port, task) = self.serve(core, service_name, port).await?;
+        let ports = BTreeMap::from([(service_name.to_string(), port)]);
+        Ok(self.device(kind, ports, parts, vec![task]))
+    }
+
     fn device(
         self,
         kind: &'static dyn Kind,
