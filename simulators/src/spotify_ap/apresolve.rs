@@ -38,6 +38,35 @@ pub fn answer(query: &str, lists: &Lists) -> String {
     serde_json::Value::Object(out).to_string()
 }
 
+/// Why an apresolve answer names no access point a client can use.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ResolveError {
+    #[error("apresolve answer is not the JSON lists: {0}")]
+    Json(String),
+    #[error("apresolve lists no accesspoint")]
+    Empty,
+    #[error("accesspoint {0:?} is not host:port")]
+    Address(String),
+}
+
+/// The client's side: the first `accesspoint` entry of an answer, split at its last `:` as
+/// librespot does (`docs/protocols/spotify-ap.md`, "apresolve").
+pub fn first_accesspoint(body: &[u8]) -> Result<(String, u16), ResolveError> {
+    #[derive(Deserialize)]
+    struct Answer {
+        #[serde(default)]
+        accesspoint: Vec<String>,
+    }
+    let answer: Answer =
+        serde_json::from_slice(body).map_err(|e| ResolveError::Json(e.to_string()))?;
+    let first = answer.accesspoint.first().ok_or(ResolveError::Empty)?;
+    first
+        .rsplit_once(':')
+        .and_then(|(host, port)| Some((host.to_string(), port.parse().ok()?)))
+        .filter(|(host, _)| !host.is_empty())
+        .ok_or_else(|| ResolveError::Address(first.clone()))
+}
+
 /// apresolve as a core of the request driver: `GET /` with the `type` query answers
 /// [`answer`] as JSON; anything else is 404. Failures (503, a hang, a cut body) are faults of the
 /// seam (`when: {method: GET}`).
@@ -109,6 +138,32 @@ mod tests {
             panic!("answers at once")
         };
         assert_eq!(resp.status, 404);
+    }
+
+    #[test]
+    fn a_client_takes_the_first_accesspoint_and_names_what_is_wrong() {
+        let lists = Lists {
+            accesspoint: vec!["127.0.0.1:4070".into(), "127.0.0.1:443".into()],
+            ..Lists::default()
+        };
+        let body = answer("type=accesspoint", &lists);
+        assert_eq!(
+            first_accesspoint(body.as_bytes()),
+            Ok(("127.0.0.1".into(), 4070))
+        );
+        assert_eq!(
+            first_accesspoint(br#"{"accesspoint":[],"dealer":[]}"#),
+            Err(ResolveError::Empty)
+        );
+        assert_eq!(first_accesspoint(b"{}"), Err(ResolveError::Empty));
+        assert_eq!(
+            first_accesspoint(br#"{"accesspoint":["ap.example"]}"#),
+            Err(ResolveError::Address("ap.example".into()))
+        );
+        assert!(matches!(
+            first_accesspoint(b"<html>"),
+            Err(ResolveError::Json(_))
+        ));
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The client side, sans-IO, for `airtwin client spotify`: hello, the AP's signature checked with
 //! the key the client was given, keys derived, Login, and every Ping answered at once with a Pong
-//! echoing it (as librespot-python and librespot-java do). Each step is reported; a failure names
-//! its step (`docs/protocols/spotify-ap.md`).
+//! echoing it (as librespot-python and librespot-java do), and Mercury GET requests sent once
+//! logged in, each answer matched to its request by sequence. Each step is reported; a failure
+//! names its step (`docs/protocols/spotify-ap.md`).
 
 use std::collections::VecDeque;
 
@@ -23,7 +24,7 @@ use rsa::RsaPublicKey;
 use super::codec::{Decoder, Encoder, Frame};
 use super::diffie_hellman::LocalKeys;
 use super::handshake::{self, encode_lenient};
-use super::{command, identity};
+use super::{command, identity, mercury};
 
 /// How the client proves who it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +57,12 @@ pub enum ClientEvent {
     },
     /// A Ping with this server time, answered.
     Pinged(u32),
+    /// The answer to a Mercury request: its URI, the header's `status_code`, the body parts.
+    Mercury {
+        uri: String,
+        status: i32,
+        body: Vec<Vec<u8>>,
+    },
     /// A frame the client does not act on.
     Received {
         name: String,
@@ -92,6 +99,11 @@ pub struct ApClient {
     /// Every byte received between the challenge and the login answer: a real AP refuses a wrong
     /// challenge HMAC with a plaintext packet there instead of a Shannon frame.
     before_login: Vec<u8>,
+    /// Mercury URIs to GET once logged in.
+    mercury_queued: VecDeque<String>,
+    /// Mercury requests sent and not answered: sequence, URI.
+    mercury_waiting: Vec<(Vec<u8>, String)>,
+    mercury_seq: u64,
 }
 
 impl ApClient {
@@ -106,6 +118,9 @@ impl ApClient {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             before_login: Vec::new(),
+            mercury_queued: VecDeque::new(),
+            mercury_waiting: Vec::new(),
+            mercury_seq: 0,
         };
         c.send_hello();
         c
@@ -117,6 +132,81 @@ impl ApClient {
 
     pub fn poll_event(&mut self) -> Option<ClientEvent> {
         self.events.pop_front()
+    }
+
+    /// Sends a Mercury GET of `uri` (0xb2) now, or right after APWelcome when not logged in
+    /// yet; its answer is a [`ClientEvent::Mercury`].
+    pub fn mercury_get(&mut self, uri: impl Into<String>) {
+        self.mercury_queued.push_back(uri.into());
+        self.send_mercury();
+    }
+
+    /// Mercury requests queued or sent and not answered yet.
+    pub fn mercury_pending(&self) -> usize {
+        self.mercury_queued.len() + self.mercury_waiting.len()
+    }
+
+    /// The sequence is a u64 BE counter, as librespot numbers its requests (`mercury/mod.rs`).
+    fn send_mercury(&mut self) {
+        let State::Session {
+            encoder,
+            logged_in: true,
+            ..
+        } = &mut self.state
+        else {
+            return;
+        };
+        let mut failed = None;
+        while let Some(uri) = self.mercury_queued.pop_front() {
+            let seq = self.mercury_seq.to_be_bytes().to_vec();
+            self.mercury_seq += 1;
+            let mut header = librespot_protocol::mercury::Header::new();
+            header.uri = Some(uri.clone());
+            header.method = Some("GET".into());
+            let payload = mercury::encode(&seq, &header, &[]);
+            match encoder.encode(&Frame::new(command::MERCURY_REQ, payload)) {
+                Ok(bytes) => {
+                    self.transmits.push_back(bytes);
+                    self.mercury_waiting.push((seq, uri));
+                }
+                Err(e) => {
+                    failed = Some(e.to_string());
+                    break;
+                }
+            }
+        }
+        if let Some(e) = failed {
+            self.fail("mercury", e);
+        }
+    }
+
+    fn on_mercury(&mut self, payload: &[u8]) {
+        let reply = match mercury::parse(payload) {
+            Ok(r) => r,
+            Err(e) => return self.fail("mercury", e.to_string()),
+        };
+        let Some(at) = self
+            .mercury_waiting
+            .iter()
+            .position(|(seq, _)| *seq == reply.seq)
+        else {
+            return self.fail(
+                "mercury",
+                format!("answer with sequence {:02x?} no request has", reply.seq),
+            );
+        };
+        let (_, uri) = self.mercury_waiting.remove(at);
+        if reply.header.uri() != uri {
+            return self.fail(
+                "mercury",
+                format!("answer for {uri} names {}", reply.header.uri()),
+            );
+        }
+        self.events.push_back(ClientEvent::Mercury {
+            uri,
+            status: reply.header.status_code(),
+            body: reply.body,
+        });
     }
 
     pub fn is_done(&self) -> bool {
@@ -325,6 +415,7 @@ impl ApClient {
                         username: w.canonical_username().to_string(),
                         reusable: w.reusable_auth_credentials().to_vec(),
                     });
+                    self.send_mercury();
                 }
                 Err(e) => self.fail("login", format!("APWelcome does not parse: {e}")),
             },
@@ -352,6 +443,7 @@ impl ApClient {
                         p[0], p[1], p[2], p[3],
                     ])));
             }
+            command::MERCURY_REQ => self.on_mercury(&frame.payload),
             _ => self.events.push_back(ClientEvent::Received {
                 name: frame.name(),
                 len: frame.payload.len(),

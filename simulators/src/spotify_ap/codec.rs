@@ -39,6 +39,18 @@ impl Frame {
     pub fn name(&self) -> String {
         command::name(self.cmd)
     }
+
+    /// The frame as it reads decrypted: command, 2-byte big-endian payload length, payload
+    /// (docs/protocols/spotify-ap.md, "Shannon frames"). A payload too long for the length field
+    /// cannot be encoded and is never sent; its length saturates here.
+    pub fn plain(&self) -> Vec<u8> {
+        let len = u16::try_from(self.payload.len()).unwrap_or(u16::MAX);
+        let mut bytes = Vec::with_capacity(3 + self.payload.len());
+        bytes.push(self.cmd);
+        bytes.extend_from_slice(&len.to_be_bytes());
+        bytes.extend_from_slice(&self.payload);
+        bytes
+    }
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]

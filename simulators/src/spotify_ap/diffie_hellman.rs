@@ -39,9 +39,7 @@ impl LocalKeys {
     /// A key pair from big-endian private-key bytes.
     pub fn from_private(bytes: &[u8]) -> Self {
         let private = BigUint::from_bytes_be(bytes);
-        let public = BigUint::from(GENERATOR)
-            .modpow(&private, &prime())
-            .to_bytes_be();
+        let public = modpow(&BigUint::from(GENERATOR), &private);
         LocalKeys { private, public }
     }
 
@@ -52,14 +50,45 @@ impl LocalKeys {
 
     /// The shared secret with the peer's public value, minimal big-endian.
     pub fn shared_secret(&self, remote_public: &[u8]) -> Vec<u8> {
-        BigUint::from_bytes_be(remote_public)
-            .modpow(&self.private, &prime())
-            .to_bytes_be()
+        modpow(&BigUint::from_bytes_be(remote_public), &self.private)
     }
 }
 
 fn prime() -> BigUint {
     BigUint::from_bytes_be(&PRIME)
+}
+
+/// `base^exp mod p`, minimal big-endian. Each handshake costs two of these per side, so with the
+/// `openssl` feature (default) they run on OpenSSL's `BN_mod_exp` (assembly Montgomery
+/// multiplication) rather than the `rsa` crate's portable bignums (docs/performance.md, "Spotify
+/// access point"); both give the same bytes (tested).
+fn modpow(base: &BigUint, exp: &BigUint) -> Vec<u8> {
+    #[cfg(feature = "openssl")]
+    if let Some(out) = modpow_openssl(&base.to_bytes_be(), &exp.to_bytes_be()) {
+        return out;
+    }
+    modpow_rsa_crate(base, exp)
+}
+
+fn modpow_rsa_crate(base: &BigUint, exp: &BigUint) -> Vec<u8> {
+    base.modpow(exp, &prime()).to_bytes_be()
+}
+
+/// None only when OpenSSL cannot allocate.
+#[cfg(feature = "openssl")]
+fn modpow_openssl(base: &[u8], exp: &[u8]) -> Option<Vec<u8>> {
+    use openssl::bn::{BigNum, BigNumContext};
+    let mut ctx = BigNumContext::new().ok()?;
+    let (base, exp) = (
+        BigNum::from_slice(base).ok()?,
+        BigNum::from_slice(exp).ok()?,
+    );
+    let p = BigNum::from_slice(&PRIME).ok()?;
+    let mut out = BigNum::new().ok()?;
+    out.mod_exp(&base, &exp, &p, &mut ctx).ok()?;
+    let bytes = out.to_vec();
+    // OpenSSL writes zero as no bytes; BigUint as one zero byte.
+    Some(if bytes.is_empty() { vec![0] } else { bytes })
 }
 
 #[cfg(test)]
@@ -77,6 +106,28 @@ mod tests {
             PRIME[8..20],
             [0xc9, 0x0f, 0xda, 0xa2, 0x21, 0x68, 0xc2, 0x34, 0xc4, 0xc6, 0x62, 0x8b]
         );
+    }
+
+    #[cfg(feature = "openssl")]
+    #[test]
+    fn openssl_and_the_rsa_crate_give_the_same_bytes() {
+        let mut over_p = PRIME.to_vec();
+        over_p.push(7);
+        for (base, exp) in [
+            (vec![2u8], vec![0x5a; 95]),
+            (vec![0x3c; 96], vec![0xa5; 95]),
+            (over_p, vec![3; 10]),
+            (PRIME.to_vec(), vec![1]),
+            (vec![0], vec![9]),
+            (vec![9], vec![0]),
+        ] {
+            let (b, e) = (BigUint::from_bytes_be(&base), BigUint::from_bytes_be(&exp));
+            assert_eq!(
+                modpow_openssl(&base, &exp),
+                Some(modpow_rsa_crate(&b, &e)),
+                "{base:02x?} ^ {exp:02x?}"
+            );
+        }
     }
 
     #[test]

@@ -24,10 +24,14 @@ pub enum IdentityError {
     Encoding(String),
 }
 
-/// A signing key.
+/// A signing key. With the `openssl` feature (default) the signature runs on OpenSSL, as the RAOP
+/// devices' private-key operations do, for the rate (docs/performance.md, "Spotify access point");
+/// both give the same bytes, PKCS#1 v1.5 signing being deterministic (tested).
 #[derive(Clone)]
 pub struct Identity {
     key: RsaPrivateKey,
+    #[cfg(feature = "openssl")]
+    ossl: openssl::rsa::Rsa<openssl::pkey::Private>,
 }
 
 impl std::fmt::Debug for Identity {
@@ -40,9 +44,33 @@ impl Identity {
     /// A 2048-bit key drawn from the scenario seed.
     pub fn from_seed(seed: u64) -> Result<Self, IdentityError> {
         let mut rng = ChaCha20Rng::seed_from_u64(seed);
+        Self::new(RsaPrivateKey::new(&mut rng, KEY_BITS)?)
+    }
+
+    fn new(key: RsaPrivateKey) -> Result<Self, IdentityError> {
+        #[cfg(feature = "openssl")]
+        let ossl = {
+            use rsa::pkcs1::EncodeRsaPrivateKey;
+            let der = key
+                .to_pkcs1_der()
+                .map_err(|e| IdentityError::Encoding(e.to_string()))?;
+            openssl::rsa::Rsa::private_key_from_der(der.as_bytes())
+                .map_err(|e| IdentityError::Encoding(e.to_string()))?
+        };
         Ok(Identity {
-            key: RsaPrivateKey::new(&mut rng, KEY_BITS)?,
+            key,
+            #[cfg(feature = "openssl")]
+            ossl,
         })
+    }
+
+    /// Which library signs.
+    pub fn backend() -> &'static str {
+        if cfg!(feature = "openssl") {
+            "OpenSSL"
+        } else {
+            "rsa crate"
+        }
     }
 
     /// A key from PKCS#1 or PKCS#8 PEM text.
@@ -51,7 +79,7 @@ impl Identity {
             RsaPrivateKey::from_pkcs8_pem(text)
                 .map_err(|e8| IdentityError::Pem(format!("{e1}; {e8}")))
         })?;
-        Ok(Identity { key })
+        Self::new(key)
     }
 
     pub fn public(&self) -> RsaPublicKey {
@@ -72,6 +100,29 @@ impl Identity {
 
     /// PKCS#1 v1.5 signature over SHA-1 of `gs`.
     pub fn sign_gs(&self, gs: &[u8]) -> Result<Vec<u8>, IdentityError> {
+        #[cfg(feature = "openssl")]
+        {
+            // RFC 8017 §9.2: the type-1 padded DigestInfo of SHA-1, then the private-key
+            // operation.
+            const SHA1_DIGEST_INFO: [u8; 15] = [
+                0x30, 0x21, 0x30, 0x09, 0x06, 0x05, 0x2b, 0x0e, 0x03, 0x02, 0x1a, 0x05, 0x00, 0x04,
+                0x14,
+            ];
+            let msg = [&SHA1_DIGEST_INFO[..], &Sha1::digest(gs)[..]].concat();
+            let mut out = vec![0u8; self.ossl.size() as usize];
+            let n = self
+                .ossl
+                .private_encrypt(&msg, &mut out, openssl::rsa::Padding::PKCS1)
+                .map_err(|e| IdentityError::Encoding(format!("OpenSSL signature: {e}")))?;
+            out.truncate(n);
+            Ok(out)
+        }
+        #[cfg(not(feature = "openssl"))]
+        self.sign_gs_rsa_crate(gs)
+    }
+
+    /// The same signature on the `rsa` crate, whatever the feature.
+    pub fn sign_gs_rsa_crate(&self, gs: &[u8]) -> Result<Vec<u8>, IdentityError> {
         let hash = Sha1::digest(gs);
         Ok(self.key.sign(Pkcs1v15Sign::new::<Sha1>(), &hash)?)
     }
@@ -102,6 +153,14 @@ pub(crate) mod tests {
         assert!(verify_gs(&id.public(), b"gs", &sig));
         assert!(!verify_gs(&id.public(), b"gt", &sig));
         assert_eq!(id.modulus().len(), 256);
+    }
+
+    #[test]
+    fn both_backends_sign_the_same_bytes() {
+        let id = test_identity();
+        for gs in [&b"gs"[..], &[0u8; 96][..], &[0xff; 95][..]] {
+            assert_eq!(id.sign_gs(gs).unwrap(), id.sign_gs_rsa_crate(gs).unwrap());
+        }
     }
 
     #[test]

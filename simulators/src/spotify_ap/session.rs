@@ -27,7 +27,7 @@ use super::handshake::{self, HandshakeError, Keys};
 use super::identity::Identity;
 use super::{command, mercury, transcript};
 use crate::protocol_core::ConnInfo;
-use crate::stream_core::{NamedTransmit, StreamConn, StreamCore, StreamEvent};
+use crate::stream_core::{NamedTransmit, Plaintext, StreamConn, StreamCore, StreamEvent};
 
 /// One account the AP knows.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -153,6 +153,8 @@ pub struct ApConnection {
     transmits: std::collections::VecDeque<Transmit>,
     events: std::collections::VecDeque<ApEvent>,
     next_ping: Option<SystemTime>,
+    /// With [`ApConnection::log_plaintext`]: each message in clear, for captures.
+    plaintext: Option<std::collections::VecDeque<Plaintext>>,
 }
 
 impl ApConnection {
@@ -168,6 +170,28 @@ impl ApConnection {
             transmits: Default::default(),
             events: Default::default(),
             next_ping: None,
+            plaintext: None,
+        }
+    }
+
+    /// From now on, keeps each message in clear for [`ApConnection::poll_plaintext`]: the hello
+    /// packets as they are on the wire, each Shannon frame as command, 2-byte big-endian length
+    /// and payload (docs/protocols/spotify-ap.md, "Shannon frames").
+    pub fn log_plaintext(&mut self) {
+        self.plaintext.get_or_insert_with(Default::default);
+    }
+
+    /// The next message kept by [`ApConnection::log_plaintext`].
+    pub fn poll_plaintext(&mut self) -> Option<Plaintext> {
+        self.plaintext.as_mut()?.pop_front()
+    }
+
+    fn keep_plain(&mut self, from_peer: bool, bytes: impl FnOnce() -> Vec<u8>) {
+        if let Some(log) = self.plaintext.as_mut() {
+            log.push_back(Plaintext {
+                from_peer,
+                bytes: bytes(),
+            });
         }
     }
 
@@ -260,6 +284,7 @@ impl ApConnection {
             Err(e) => return self.fail_handshake(e),
         };
         self.buf.drain(..packet.len());
+        self.keep_plain(true, || packet.to_vec());
         let hello: ClientHello = match handshake::parse_strict("ClientHello", &payload) {
             Ok(h) => h,
             Err(e) => return self.fail_handshake(e),
@@ -296,6 +321,7 @@ impl ApConnection {
             len: response.len() - 4,
             fields: transcript::fields(&msg),
         });
+        self.keep_plain(false, || response.clone());
         self.transmits.push_back(Transmit {
             name: "APResponseMessage".into(),
             bytes: response,
@@ -314,6 +340,7 @@ impl ApConnection {
             Err(e) => return self.fail_handshake(e),
         };
         self.buf.drain(..packet.len());
+        self.keep_plain(true, || packet.to_vec());
         let resp: ClientResponsePlaintext =
             match handshake::parse_strict("ClientResponsePlaintext", &payload) {
                 Ok(r) => r,
@@ -331,9 +358,11 @@ impl ApConnection {
             } else {
                 "challenge HMAC wrong"
             };
+            let bytes = handshake::login_failed_packet(ErrorCode::ProtocolError);
+            self.keep_plain(false, || bytes.clone());
             self.transmits.push_back(Transmit {
                 name: "APResponseMessage".into(),
-                bytes: handshake::login_failed_packet(ErrorCode::ProtocolError),
+                bytes,
             });
             self.events.push_back(ApEvent::Sent {
                 name: "APResponseMessage".into(),
@@ -360,6 +389,7 @@ impl ApConnection {
         let frame = Frame::new(cmd, payload);
         match encoder.encode(&frame) {
             Ok(bytes) => {
+                self.keep_plain(false, || frame.plain());
                 self.events.push_back(ApEvent::Sent {
                     name: frame.name(),
                     len: frame.payload.len(),
@@ -401,6 +431,7 @@ impl ApConnection {
     }
 
     fn on_frame(&mut self, now: SystemTime, frame: Frame) {
+        self.keep_plain(true, || frame.plain());
         let fields = transcript::frame_fields(&frame);
         self.events.push_back(ApEvent::Received {
             name: frame.name(),
@@ -548,9 +579,9 @@ impl ApConnection {
 /// What the device's state shows: who logged in and which logins were refused, in order.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ApStats {
-    /// Usernames of accepted logins.
+    /// Usernames of accepted logins (the latest [`crate::protocol_core::HISTORY_KEPT`]).
     pub logins: Vec<String>,
-    /// `username: ErrorCode` of refused logins.
+    /// `username: ErrorCode` of refused logins (the latest [`crate::protocol_core::HISTORY_KEPT`]).
     pub failures: Vec<String>,
 }
 
@@ -615,14 +646,14 @@ impl StreamConn for ApCoreConn {
             ApEvent::Received { name, len, fields } => StreamEvent::Received { name, len, fields },
             ApEvent::Sent { name, len, fields } => StreamEvent::Sent { name, len, fields },
             ApEvent::LoggedIn { username, stored } => {
-                stats.logins.push(username.clone());
+                crate::protocol_core::remember(&mut stats.logins, username.clone());
                 StreamEvent::Note(format!(
                     "logged in: {username}{}",
                     if stored { " (stored credentials)" } else { "" }
                 ))
             }
             ApEvent::LoginRefused { username, code } => {
-                stats.failures.push(format!("{username}: {code}"));
+                crate::protocol_core::remember(&mut stats.failures, format!("{username}: {code}"));
                 StreamEvent::Note(format!("login refused: {username} {code}"))
             }
             ApEvent::Warning(w) => StreamEvent::Warning(w),
@@ -636,6 +667,14 @@ impl StreamConn for ApCoreConn {
 
     fn is_closed(&self) -> bool {
         self.inner.is_closed()
+    }
+
+    fn log_plaintext(&mut self) {
+        self.inner.log_plaintext();
+    }
+
+    fn poll_plaintext(&mut self) -> Option<Plaintext> {
+        self.inner.poll_plaintext()
     }
 }
 
@@ -687,6 +726,92 @@ mod tests {
                 return (aev, cev);
             }
         }
+    }
+
+    #[test]
+    fn mercury_gets_the_scripted_reply_by_uri_and_404_otherwise() {
+        let mut cfg = config();
+        cfg.mercury.push(mercury::Reply {
+            uri: "hm://airtwin/scripted".into(),
+            status: 200,
+            body: "hello".into(),
+        });
+        let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let mut ap = ApConnection::new(Arc::new(cfg), 0);
+        let mut cl = client("secret");
+        // Asked before the login: sent right after APWelcome.
+        cl.mercury_get("hm://airtwin/scripted");
+        cl.mercury_get("hm://airtwin/other");
+        assert_eq!(cl.mercury_pending(), 2);
+        let (aev, cev) = pump(&mut ap, &mut cl, now);
+        let answers: Vec<_> = cev
+            .iter()
+            .filter(|e| matches!(e, ClientEvent::Mercury { .. }))
+            .cloned()
+            .collect();
+        assert_eq!(
+            answers,
+            vec![
+                ClientEvent::Mercury {
+                    uri: "hm://airtwin/scripted".into(),
+                    status: 200,
+                    body: vec![b"hello".to_vec()],
+                },
+                ClientEvent::Mercury {
+                    uri: "hm://airtwin/other".into(),
+                    status: 404,
+                    body: vec![],
+                },
+            ],
+            "{cev:?}"
+        );
+        assert_eq!(cl.mercury_pending(), 0);
+        let received = aev
+            .iter()
+            .filter(|e| matches!(e, ApEvent::Received { name, .. } if name == "MercuryReq"))
+            .count();
+        assert_eq!(received, 2, "{aev:?}");
+        // Once logged in, a request goes out at once.
+        cl.mercury_get("hm://airtwin/scripted");
+        let (_, cev) = pump(&mut ap, &mut cl, now);
+        assert!(
+            cev.iter()
+                .any(|e| matches!(e, ClientEvent::Mercury { status: 200, .. })),
+            "{cev:?}"
+        );
+    }
+
+    #[test]
+    fn plaintext_is_kept_only_when_asked_hello_packets_whole_and_frames_as_cmd_len_payload() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let mut quiet = ApConnection::new(Arc::new(config()), 0);
+        pump(&mut quiet, &mut client("secret"), now);
+        assert_eq!(quiet.poll_plaintext(), None);
+
+        let mut ap = ApConnection::new(Arc::new(config()), 0);
+        ap.log_plaintext();
+        let mut cl = client("secret");
+        let hello = cl.poll_transmit().expect("ClientHello");
+        ap.handle_input(now, &hello);
+        let first = ap.poll_plaintext().expect("ClientHello kept");
+        assert_eq!((first.from_peer, first.bytes), (true, hello));
+        pump(&mut ap, &mut cl, now);
+        let kept: Vec<Plaintext> = std::iter::from_fn(|| ap.poll_plaintext()).collect();
+        // APResponseMessage, ClientResponsePlaintext, Login, APWelcome, then what follows it.
+        assert_eq!(
+            kept.iter().map(|p| p.from_peer).take(4).collect::<Vec<_>>(),
+            [false, true, true, false]
+        );
+        let (login, welcome) = (&kept[2].bytes, &kept[3].bytes);
+        assert_eq!(
+            (login[0], welcome[0]),
+            (command::LOGIN, command::AP_WELCOME)
+        );
+        assert_eq!(
+            usize::from(u16::from_be_bytes([login[1], login[2]])),
+            login.len() - 3
+        );
+        assert!(login.windows(5).any(|w| w == b"alice"));
     }
 
     #[test]
