@@ -413,6 +413,10 @@ fn serve_is_driven_through_the_ready_file_and_the_control_api() {
     assert!(!serve.ready_path.exists(), "ready file left behind");
     let transcript = std::fs::read_to_string(serve.dir.join("out/transcript.txt")).unwrap();
     assert!(transcript.contains("→ RECORD"), "{transcript}");
+    // The capture was streamed to --out as it came (serve keeps only a window in memory).
+    let streamed = std::fs::read(serve.dir.join("out/den-session0.wav")).unwrap();
+    assert_eq!(&streamed[..4], b"RIFF");
+    assert_eq!(streamed, wav, "the streamed WAV holds the same audio");
 }
 
 /// Socket inodes of a process's descriptors.
@@ -690,6 +694,39 @@ fn now_playing_changes_live_through_the_control_api() {
     assert_eq!(status, 400, "{err}");
 }
 
+#[test]
+fn companion_power_and_app_change_live_through_the_control_api() {
+    let serve = Serve::start(
+        "serve-companion",
+        &["scenarios/apple-tv-4k/own-client-companion.yaml"],
+    );
+    let (status, after) = serve.call(
+        "POST",
+        "/devices/tv/state",
+        Some(&json!({"power": "off", "app": "com.netflix.Netflix"})),
+    );
+    assert_eq!(status, 200, "{after}");
+    let c = &after["state"]["companion"];
+    assert_eq!(c["power"], "off", "{c}");
+    assert_eq!(c["current_app"], "com.netflix.Netflix", "{c}");
+    let (status, err) = serve.call(
+        "POST",
+        "/devices/tv/state",
+        Some(&json!({"app": "com.example.none"})),
+    );
+    assert_eq!(status, 400, "{err}");
+    assert!(
+        err["error"].as_str().unwrap().contains("not installed"),
+        "{err}"
+    );
+    let (status, err) = serve.call(
+        "POST",
+        "/devices/tv/state",
+        Some(&json!({"power": "standby"})),
+    );
+    assert_eq!(status, 400, "{err}");
+}
+
 /// RFC 6762 §10.1: on shutdown a responder sends its records again with TTL 0 ("goodbye"), and
 /// browsers drop the service at once instead of waiting for the TTL (minutes). A real browser
 /// (python-zeroconf, from pyatv's venv) watches inside the namespace while serve stops.
@@ -829,4 +866,358 @@ fn out_of_descriptors_serve_waits_without_spinning_and_serves_again_when_connect
     assert_eq!(status, 200);
     let stderr = std::fs::read_to_string(serve.dir.join("stderr.txt")).unwrap();
     assert!(stderr.contains("accepting again"), "{stderr}");
+}
+
+#[test]
+fn out_of_descriptors_the_control_api_waits_without_spinning_and_answers_when_connections_close() {
+    let dir = scratch("serve-emfile-control-wrapper");
+    let wrapper = dir.join("prlimit-64");
+    std::fs::write(&wrapper, "#!/bin/sh\nexec prlimit --nofile=64:64 \"$@\"\n").unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let serve = Serve::start_with(
+        "serve-emfile-control",
+        Some(&wrapper),
+        &["--device", "airport-express=den"],
+    );
+    let raop = serve.ready["devices"][0]["ports"]["raop"].as_u64().unwrap() as u16;
+    let held: Vec<TcpStream> = (0..100)
+        .map(|_| TcpStream::connect(("127.0.0.1", raop)).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    // A control request now waits in the API's listen backlog.
+    let api = serve.control();
+    let waiting = std::thread::spawn(move || http(api, "GET", "/devices", None).0);
+    std::thread::sleep(Duration::from_millis(500));
+    let before = cpu_ticks(serve.pid());
+    std::thread::sleep(Duration::from_secs(2));
+    let used = cpu_ticks(serve.pid()) - before;
+    assert!(
+        used < 100,
+        "serve used {used} ticks in 2 s while out of descriptors"
+    );
+    let stderr = std::fs::read_to_string(serve.dir.join("stderr.txt")).unwrap();
+    let control_failures = stderr
+        .lines()
+        .filter(|l| l.contains("control API") && l.contains("accept failed"))
+        .count();
+    assert_eq!(control_failures, 1, "{stderr}");
+    assert!(!waiting.is_finished(), "answered without a descriptor?");
+
+    drop(held);
+    assert_eq!(waiting.join().unwrap(), 200);
+    let stderr = std::fs::read_to_string(serve.dir.join("stderr.txt")).unwrap();
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.contains("control API") && l.contains("accepting again")),
+        "{stderr}"
+    );
+}
+
+/// pyatv pairs `airtwin serve`'s Apple TV 4K (PIN from stdin) with `atvremote pair` for one
+/// protocol; returns the credentials it prints.
+fn atvremote_pair(dns_sd: u16, mac: &str, protocol: &str, pin: &str) -> String {
+    let atvremote = root().join("target/peers/venv/bin/atvremote");
+    let mut child = Command::new(&atvremote)
+        .args([
+            "--storage",
+            "none",
+            "-s",
+            "127.0.0.1",
+            "--id",
+            mac,
+            "--protocol",
+            protocol,
+            "pair",
+        ])
+        .env("PYATV_UDNS_PORT", dns_sd.to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{pin}\n").as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let (stdout, stderr) = text(&out);
+    stdout
+        .lines()
+        .find_map(|l| l.split("credentials: ").nth(1))
+        .map(str::to_string)
+        .unwrap_or_else(|| panic!("{protocol} pairing printed no credentials:\n{stdout}\n{stderr}"))
+}
+
+/// Waits until the file at `path` contains `what`, or panics with what it holds.
+fn wait_for_text(path: &Path, what: &str, limit: Duration) -> String {
+    let start = Instant::now();
+    loop {
+        let s = std::fs::read_to_string(path).unwrap_or_default();
+        if s.contains(what) {
+            return s;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "no {what:?} within {limit:?} in:\n{s}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// pyatv's `push_updates` over the MRP tunnel sees a change made through the control API: the
+/// now-playing model DACP and MRP share is changed by `POST /devices/tv/state`, and the data
+/// stream pushes a new SET_STATE (docs/protocols/mrp.md, "One now-playing model").
+#[test]
+fn mrp_push_updates_see_a_now_playing_change_made_through_the_control_api() {
+    require_peers();
+    let serve = Serve::start(
+        "serve-mrp-push",
+        &["scenarios/apple-tv-4k/pyatv-mrp-playing.yaml"],
+    );
+    let dns_sd = serve.ready["ports"]["dns-sd"]
+        .as_u64()
+        .expect("ports.dns-sd") as u16;
+    let mac = "58:55:CA:1A:2B:61";
+    let airplay = atvremote_pair(dns_sd, mac, "airplay", "2468");
+    let companion = atvremote_pair(dns_sd, mac, "companion", "2468");
+    let log = serve.dir.join("push_updates.txt");
+    // push_updates listens until its stdin closes; the test holds it open.
+    let mut child = Command::new(root().join("target/peers/venv/bin/atvremote"))
+        .args(["--storage", "none", "-s", "127.0.0.1", "--id", mac])
+        .args([
+            "--airplay-credentials",
+            &airplay,
+            "--companion-credentials",
+            &companion,
+        ])
+        .arg("push_updates")
+        .env("PYATV_UDNS_PORT", dns_sd.to_string())
+        .stdin(Stdio::piped())
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_text(&log, "Title: Tunnel Vision", Duration::from_secs(30));
+    let (status, after) = serve.call(
+        "POST",
+        "/devices/tv/state",
+        Some(&json!({
+            "now_playing": {"title": "Live From Control", "artist": "Control API", "duration": 120.0},
+            "play_state": "paused"
+        })),
+    );
+    assert_eq!(status, 200, "{after}");
+    assert_eq!(after["state"]["now_playing"]["title"], "Live From Control");
+    let seen = wait_for_text(&log, "Title: Live From Control", Duration::from_secs(10));
+    drop(child.stdin.take());
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() && start.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(seen.contains("Device state: Paused"), "{seen}");
+    let (_, dev) = serve.call("GET", "/devices/tv", None);
+    assert!(
+        dev["state"]["mrp"]["set_states"].as_u64().unwrap() >= 2,
+        "{dev}"
+    );
+}
+
+/// Sends `head` and `body` on a new connection to `port` and leaves it open.
+fn send_partial(port: u16, head: &str, body: &[u8]) -> TcpStream {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    s
+}
+
+/// Everything the device answers until it closes the connection.
+fn read_to_close(s: &mut TcpStream) -> String {
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    String::from_utf8_lossy(&raw).into_owned()
+}
+
+#[test]
+fn buffered_bytes_are_capped_per_connection_and_in_total_with_a_clear_answer() {
+    // A total budget of 2 KiB over every device of the serve.
+    let serve = Serve::start(
+        "serve-buffer-budget",
+        &[
+            "--device",
+            "airport-express=den",
+            "--device",
+            "itunes=lib",
+            "--buffer-budget",
+            "2KiB",
+        ],
+    );
+    let raop = serve.ready["devices"][0]["ports"]["raop"].as_u64().unwrap() as u16;
+    let dacp = serve.ready["devices"][1]["ports"]["dacp"].as_u64().unwrap() as u16;
+    let pid = serve.pid();
+    let before = cpu_ticks(pid);
+
+    // Per connection: a body larger than a device reads (4 MiB) is refused from its head.
+    let mut big = send_partial(
+        raop,
+        "SET_PARAMETER rtsp://127.0.0.1/1 RTSP/1.0\r\nCSeq: 1\r\nContent-Type: text/parameters\r\nContent-Length: 5242880\r\n\r\n",
+        b"volume: -10",
+    );
+    let answer = read_to_close(&mut big);
+    assert!(answer.starts_with("RTSP/1.0 413"), "{answer}");
+    assert!(
+        answer.contains("body of 5242880 bytes exceeds the 4194304-byte limit"),
+        "{answer}"
+    );
+
+    // In total: two half-sent bodies on two devices, each under every per-connection cap,
+    // together over the 2 KiB the serve holds. The one that grows past it is answered 503.
+    let head = "SET_PARAMETER rtsp://127.0.0.1/1 RTSP/1.0\r\nCSeq: 2\r\nContent-Type: text/parameters\r\nContent-Length: 100000\r\n\r\n";
+    let first = send_partial(raop, head, &[b'x'; 1200]);
+    std::thread::sleep(Duration::from_millis(300));
+    let mut second = send_partial(
+        dacp,
+        "POST /ctrl-int/1/playqueue-edit HTTP/1.1\r\nHost: lib\r\nContent-Length: 100000\r\n\r\n",
+        &[b'y'; 1200],
+    );
+    let answer = read_to_close(&mut second);
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("device buffers full"), "{answer}");
+    let stderr = std::fs::read_to_string(serve.dir.join("stderr.txt")).unwrap();
+    assert!(stderr.contains("device buffers full"), "{stderr}");
+
+    // While the first still holds its bytes, a small request fits beside it.
+    assert!(rtsp_options(raop).starts_with("RTSP/1.0 200"));
+    // And once it goes, the budget is whole again: a second 1200-byte half-body is held.
+    drop(first);
+    std::thread::sleep(Duration::from_millis(300));
+    let held = send_partial(
+        dacp,
+        "POST /ctrl-int/1/playqueue-edit HTTP/1.1\r\nHost: lib\r\nContent-Length: 100000\r\n\r\n",
+        &[b'z'; 1200],
+    );
+    let mut other = send_partial(raop, head, &[b'w'; 300]);
+    other
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut byte = [0u8; 1];
+    assert!(
+        matches!(other.read(&mut byte), Err(ref e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)),
+        "some 1700 bytes in all fit the budget and are waited on, not refused"
+    );
+    // Answers count too (held until written): with both gone, an exchange fits again.
+    drop((held, other));
+    std::thread::sleep(Duration::from_millis(300));
+    let answer = rtsp_options(raop);
+    assert!(answer.starts_with("RTSP/1.0 200"), "{answer}");
+    let used = cpu_ticks(pid) - before;
+    assert!(
+        used < 200,
+        "serve used {used} ticks refusing a few connections"
+    );
+}
+
+#[test]
+fn airplay2_audio_captures_in_serve_keep_the_window_and_count_what_left_it() {
+    require_peers();
+    let mut serve = Serve::start(
+        "serve-airplay2-capture",
+        &[
+            "scenarios/apple-tv-4k/pyatv-stream-airplay2.yaml",
+            "--capture-window",
+            "16",
+            "--capture-sessions",
+            "1",
+        ],
+    );
+    let dns_sd = serve.ready["ports"]["dns-sd"]
+        .as_u64()
+        .expect("dns-sd port");
+    let wav = root().join("scenarios/media/tone-1s.wav");
+    // Two streams of 1 s (about 125 packets each): beyond the window, and beyond the sessions kept.
+    for _ in 0..2 {
+        let out = Command::new(root().join("target/peers/venv/bin/atvremote"))
+            .args([
+                "--storage",
+                "none",
+                "-s",
+                "127.0.0.1",
+                "--id",
+                "58:55:CA:1A:2B:4D",
+                &format!("stream_file={}", wav.display()),
+            ])
+            .env("PYATV_UDNS_PORT", dns_sd.to_string())
+            .output()
+            .unwrap();
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "{stdout}\n{stderr}");
+    }
+    let (status, tv) = serve.call("GET", "/devices/tv", None);
+    assert_eq!(status, 200, "{tv}");
+    let capture = &tv["state"]["capture"];
+    assert_eq!(capture["window"], 16, "{tv}");
+    assert_eq!(capture["sessions_kept"], 1, "{tv}");
+    assert_eq!(capture["sessions_forgotten"], 1, "{tv}");
+    let sessions = capture["sessions"].as_array().unwrap();
+    assert_eq!(sessions.len(), 1, "{tv}");
+    let s = &sessions[0];
+    assert_eq!(s["number"], 1, "{tv}");
+    let (packets, kept, handed_on) = (
+        s["packets"].as_u64().unwrap(),
+        s["kept"].as_u64().unwrap(),
+        s["handed_on"].as_u64().unwrap(),
+    );
+    assert!(packets >= 125, "{tv}");
+    assert!(kept <= 16, "{tv}");
+    assert!(handed_on + kept >= 125, "{tv}");
+
+    // The WAV answered holds at most the window; its headers say how much left memory.
+    let api = serve.control();
+    let mut c = TcpStream::connect(api.addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        c,
+        "GET /devices/tv/audio HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+        api.addr.port(),
+        api.token
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    let _ = c.read_to_end(&mut raw);
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
+    let body = &raw[split + 4..];
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains("airtwin-capture-window: 16"), "{head}");
+    assert!(
+        head.contains(&format!("airtwin-capture-handed-on: {handed_on}")),
+        "{head}"
+    );
+    assert!(
+        head.contains("airtwin-capture-sessions-forgotten: 1"),
+        "{head}"
+    );
+    // 16 packets of 352 stereo 16-bit frames, and a 44-byte header.
+    assert!(body.len() <= 44 + 16 * 352 * 4, "{} bytes", body.len());
+
+    // Every sample of both sessions went to --out as it left memory.
+    let (status, _) = serve.call("POST", "/shutdown", None);
+    assert_eq!(status, 200);
+    assert!(serve.wait(Duration::from_secs(15)).success());
+    for n in 0..2 {
+        let path = serve.dir.join(format!("out/tv-session{n}.wav"));
+        let len = std::fs::metadata(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+            .len();
+        assert!(len >= 44 + 120 * 352 * 4, "{}: {len} bytes", path.display());
+    }
 }

@@ -60,6 +60,23 @@ pub enum EventKind {
         body: Vec<u8>,
         content_type: Option<String>,
     },
+    /// A request the device sent on a reversed connection (an AirPlay `POST /event`), as sent.
+    Pushed {
+        /// Index among the requests the device sent on this connection (0 the first).
+        index: u64,
+        method: String,
+        uri: String,
+        headers: Vec<(String, String)>,
+        #[serde(skip)]
+        body: Vec<u8>,
+        content_type: Option<String>,
+    },
+    /// The peer's response to the pushed request `index`.
+    PushAnswered {
+        index: u64,
+        status: u16,
+        reason: String,
+    },
     /// A fault of the scenario acted on this exchange.
     Fault {
         /// Index of the request it acted on, if any.

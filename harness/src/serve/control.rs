@@ -5,7 +5,7 @@
 //! | `GET /devices` | every device: name, kind, address, ports, identity, mDNS records, state |
 //! | `GET /devices/NAME` | one device |
 //! | `POST /devices/NAME/state` | changes state live: `{"volume": -12.5, "name": "Den"}`; DACP devices also `now_playing` (a track: title, artist, album, genre, duration), `play_state` (playing, paused, stopped), `position` (s), `next` (true) |
-//! | `GET /devices/NAME/audio` | the audio it received, as a WAV file |
+//! | `GET /devices/NAME/audio` | the audio it still holds in memory, as a WAV file; headers `Airtwin-Capture-Window` (packets kept per session, `--capture-window`), `Airtwin-Capture-Handed-On` (packets that left memory for `--out`), `Airtwin-Capture-Sessions-Forgotten` (sessions beyond `--capture-sessions`) |
 //! | `GET /faults` | the fault plan: index, fault, active, matched, applied |
 //! | `POST /faults` | adds a fault (the scenario's `faults:` entry as JSON, checked as the scenario loader checks it); answers its index |
 //! | `DELETE /faults/N` | removes fault N |
@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use airtwin_simulators::device::{AudioError, STATE_KEYS};
 use airtwin_simulators::fault::{Action, Fault, FaultPlan, Scope};
-use airtwin_simulators::shell::Recorder;
+use airtwin_simulators::shell::{Acceptor, Recorder};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -180,15 +180,8 @@ pub fn spawn(
     mut shutdown: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
-        loop {
-            let accepted = tokio::select! {
-                a = listener.accept() => a,
-                _ = shutdown.wait_for(|s| *s) => return,
-            };
-            let Ok((stream, _)) = accepted else {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            };
+        let mut acceptor = Acceptor::new("control API");
+        while let Some((stream, _)) = acceptor.accept(&listener, &mut shutdown).await {
             let state = state.clone();
             let access = access.clone();
             tokio::spawn(async move {
@@ -259,7 +252,7 @@ async fn route(state: &ServeState, req: Request<Incoming>) -> Answer {
     let decoded: Vec<String> = path
         .split('/')
         .filter(|p| !p.is_empty())
-        .map(percent_decode)
+        .map(airtwin_simulators::wire::message::percent_decode)
         .collect();
     let parts: Vec<&str> = decoded.iter().map(String::as_str).collect();
     let method = req.method().clone();
@@ -395,8 +388,29 @@ fn audio(state: &ServeState, name: &str) -> Answer {
         }
         AudioError::Wav(_) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     })?;
+    // The WAV holds what is still in memory: the window of each session kept. The headers say
+    // how much left it (`--out` has it all).
+    let capture = device.state_value("capture");
+    let sessions = capture["sessions"].as_array().cloned().unwrap_or_default();
+    let handed_on: u64 = sessions
+        .iter()
+        .filter_map(|s| s["handed_on"].as_u64())
+        .sum();
+    let window = match capture["window"].as_u64() {
+        Some(w) => w.to_string(),
+        None => "all".to_string(),
+    };
     Response::builder()
         .header("Content-Type", "audio/wav")
+        .header("Airtwin-Capture-Window", window)
+        .header("Airtwin-Capture-Handed-On", handed_on.to_string())
+        .header(
+            "Airtwin-Capture-Sessions-Forgotten",
+            capture["sessions_forgotten"]
+                .as_u64()
+                .unwrap_or(0)
+                .to_string(),
+        )
         .body(Full::new(Bytes::from(wav)))
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
 }
@@ -446,24 +460,4 @@ fn reset(state: &ServeState) -> Answer {
         "scenario_faults": restored,
         "events": state.recorder.len(),
     }))
-}
-
-/// Decodes `%XX` escapes of a path segment (device names may hold spaces); bad escapes stay.
-fn percent_decode(segment: &str) -> String {
-    let bytes = segment.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            let hex = |c: u8| (c as char).to_digit(16);
-            if let (Some(hi), Some(lo)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                out.push((hi * 16 + lo) as u8);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }

@@ -8,6 +8,7 @@ pub mod ctl;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use airtwin_simulators::buffer_budget::BufferBudget;
 use airtwin_simulators::fault::FaultPlan;
 use airtwin_simulators::shell::Recorder;
 use anyhow::{Context as _, Result};
@@ -93,11 +94,78 @@ pub struct ServeOptions {
     pub control: Option<std::net::SocketAddr>,
     /// Events kept in memory (default [`DEFAULT_EVENTS`]).
     pub events: Option<usize>,
+    /// Audio packets of each session kept in memory (default [`CAPTURE_WINDOW`]).
+    pub capture_window: Option<usize>,
+    /// Audio sessions kept per receiver (default [`CAPTURE_SESSIONS`]).
+    pub capture_sessions: Option<usize>,
+    /// Bytes all connections of all devices may hold at once (default
+    /// [`BufferBudget::DEFAULT_LIMIT`]).
+    pub buffer_budget: Option<usize>,
+}
+
+/// The smallest `--buffer-budget`: below it a single ordinary request head would not fit.
+pub const MIN_BUFFER_BUDGET: usize = 1024;
+
+/// Parses a byte count: a number with an optional unit, `K`/`KiB` (1024), `M`/`MiB`, `G`/`GiB`
+/// (`65536`, `512KiB`, `64M`).
+pub fn parse_bytes(text: &str) -> Result<usize, String> {
+    let t = text.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (number, unit) = t.split_at(digits);
+    let number: usize = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a byte count (e.g. 65536, 512KiB, 64MiB)"))?;
+    let scale: usize = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        other => {
+            return Err(format!(
+                "unknown unit {other:?} in {text:?}; use K/KiB, M/MiB or G/GiB (powers of 1024)"
+            ))
+        }
+    };
+    number
+        .checked_mul(scale)
+        .ok_or_else(|| format!("{text:?} is too large"))
+}
+
+/// `--buffer-budget`: a byte count of at least [`MIN_BUFFER_BUDGET`].
+pub fn parse_buffer_budget(text: &str) -> Result<usize, String> {
+    let n = parse_bytes(text)?;
+    if n < MIN_BUFFER_BUDGET {
+        return Err(format!(
+            "{n} bytes is below the smallest budget, {MIN_BUFFER_BUDGET} (one request head must fit)"
+        ));
+    }
+    Ok(n)
+}
+
+/// A ring size (`--events`, `--capture-window`, `--capture-sessions`): at least 1.
+pub fn parse_ring_size(text: &str) -> Result<usize, String> {
+    let n: usize = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a whole number"))?;
+    if n == 0 {
+        return Err("must be at least 1 (a ring that keeps nothing cannot answer)".into());
+    }
+    Ok(n)
 }
 
 /// Events a `serve` keeps in memory unless `--events` says otherwise: an exchange is two events of
 /// about 1 to 2 KB each, so some 20 MB at most.
 pub const DEFAULT_EVENTS: usize = 10_000;
+
+/// Audio packets of each session a `serve` keeps in memory: about 8 s at 352 frames per packet
+/// and 44.1 kHz (1.4 MB of 16-bit stereo), far more than a sender's retransmit window; older
+/// packets go to `--out` (`DEVICE-sessionN.wav`) as they leave it.
+pub const CAPTURE_WINDOW: usize = 1024;
+
+/// Audio sessions a `serve` keeps per RAOP receiver (the latest); `state` and the control API
+/// report the count of all of them.
+pub const CAPTURE_SESSIONS: usize = 8;
 
 /// Parses `KIND[=NAME]`.
 pub fn parse_device_arg(arg: &str) -> Result<(DeviceKind, String)> {
@@ -162,6 +230,7 @@ pub async fn serve(what: What, opts: ServeOptions) -> Result<()> {
                         idle_timeout: None,
                         dacp: None,
                         spotify: None,
+                        companion: None,
                         address: None,
                     })
                     .collect(),
@@ -170,6 +239,7 @@ pub async fn serve(what: What, opts: ServeOptions) -> Result<()> {
                 expect: Vec::new(),
                 netns: false,
                 discovery: Default::default(),
+                reference: None,
             },
         },
     };
@@ -196,12 +266,22 @@ pub async fn serve(what: What, opts: ServeOptions) -> Result<()> {
         };
     let (stop_tx, stop_rx) = watch::channel(false);
     let plan = Arc::new(FaultPlan::new(seed, plan_faults.clone()));
+    let capture = airtwin_simulators::raop::CapturePolicy {
+        window: Some(opts.capture_window.unwrap_or(CAPTURE_WINDOW)),
+        sessions: Some(opts.capture_sessions.unwrap_or(CAPTURE_SESSIONS)),
+        sink: streamed.as_ref().map(|(_, s)| s.audio_sinks()),
+    };
     let ctx = RunContext {
         recorder: recorder.clone(),
         plan: plan.clone(),
         seed,
         shutdown: stop_rx.clone(),
         base_dir,
+        capture,
+        // One budget for every device: the total a `serve` holds in connection buffers.
+        buffers: Some(Arc::new(BufferBudget::new(
+            opts.buffer_budget.unwrap_or(BufferBudget::DEFAULT_LIMIT),
+        ))),
     };
     let mut devices: Vec<Device> = Vec::new();
     for spec in &specs {
@@ -346,5 +426,52 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("unknown device kind"), "{e}");
+    }
+
+    #[test]
+    fn byte_counts_take_binary_units_and_budgets_refuse_what_cannot_hold_a_request() {
+        assert_eq!(parse_bytes("65536"), Ok(65536));
+        assert_eq!(parse_bytes("512KiB"), Ok(512 * 1024));
+        assert_eq!(parse_bytes("64M"), Ok(64 << 20));
+        assert_eq!(parse_bytes("1 GiB"), Ok(1 << 30));
+        assert_eq!(parse_bytes("64MiB"), Ok(BufferBudget::DEFAULT_LIMIT));
+        let e = parse_bytes("12 parsecs").unwrap_err();
+        assert!(e.contains("unknown unit \"parsecs\""), "{e}");
+        let e = parse_bytes("lots").unwrap_err();
+        assert!(e.contains("not a byte count"), "{e}");
+        assert!(parse_bytes("99999999999999999999G").is_err());
+        let e = parse_buffer_budget("100").unwrap_err();
+        assert!(e.contains("below the smallest budget, 1024"), "{e}");
+        assert_eq!(parse_buffer_budget("1KiB"), Ok(1024));
+        assert_eq!(parse_ring_size("16"), Ok(16));
+        assert!(parse_ring_size("0").unwrap_err().contains("at least 1"));
+        assert!(parse_ring_size("-3")
+            .unwrap_err()
+            .contains("not a whole number"));
+    }
+
+    #[test]
+    fn serve_flags_have_the_documented_defaults_and_refuse_zero_with_the_flag_named() {
+        use clap::Parser as _;
+        let parse = |extra: &[&str]| {
+            let mut args = vec!["airtwin", "serve", "--device", "apple-tv"];
+            args.extend_from_slice(extra);
+            crate::cli::Cli::try_parse_from(args)
+        };
+        assert!(parse(&[]).is_ok());
+        assert!(parse(&["--capture-window", "64", "--buffer-budget", "256KiB"]).is_ok());
+        for (flag, value, why) in [
+            ("--capture-window", "0", "at least 1"),
+            ("--capture-sessions", "0", "at least 1"),
+            ("--events", "0", "at least 1"),
+            ("--buffer-budget", "10", "below the smallest budget"),
+            ("--buffer-budget", "8 furlongs", "unknown unit"),
+        ] {
+            let e = match parse(&[flag, value]) {
+                Ok(_) => panic!("{flag} {value} accepted"),
+                Err(e) => e.to_string(),
+            };
+            assert!(e.contains(flag) && e.contains(why), "{flag} {value}: {e}");
+        }
     }
 }

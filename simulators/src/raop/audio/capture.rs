@@ -1,5 +1,10 @@
 //! What a RAOP receiver keeps of a stream: every packet by extended sequence number, decoded,
 //! with the counters expectations check, and the capture as WAV bytes.
+//!
+//! A bounded capture ([`Capture::bounded`]) keeps only the last packets in memory (the window in
+//! which late and reordered packets still find their place) and hands older ones, in sequence
+//! order, to an [`AudioSink`]; its counters still cover the whole stream. That is how a long-running
+//! `serve` stays flat and still writes every sample to disk.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -21,6 +26,26 @@ pub enum PacketOutcome {
     DecodeError(AudioError),
     /// Stored as received; the codec is not decoded.
     Undecoded,
+}
+
+/// Where a bounded capture sends the samples it no longer keeps, in sequence order.
+pub trait AudioSink: Send {
+    /// Interleaved samples of one packet.
+    fn write(&mut self, samples: &[i16]);
+    /// The stream is over: nothing more comes.
+    fn finish(&mut self) {}
+}
+
+/// What a bounded capture has already handed on.
+#[derive(Debug, Default)]
+struct Flushed {
+    /// Packets handed on (stored ones, whatever their entry).
+    entries: u64,
+    /// Samples handed on.
+    samples: u64,
+    /// Extended sequence numbers of the first and last packet handed on.
+    first: Option<i64>,
+    last: Option<i64>,
 }
 
 #[derive(Debug)]
@@ -56,11 +81,26 @@ pub struct CaptureStats {
     pub timing_requests: u64,
     /// Datagrams on any port that were none of the above.
     pub ignored: u64,
+    /// Packets that arrived after their place had left a bounded capture's window.
+    pub late: u64,
     pub last_error: Option<String>,
 }
 
+/// What a capture holds in memory against what it received: a bounded capture keeps at most
+/// `window` packets and hands older ones on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Retention {
+    /// Most packets kept in memory (`None`: all of them).
+    pub window: Option<usize>,
+    /// Packets in memory now.
+    pub kept: usize,
+    /// Packets that left memory: handed to the sink (the `--out` WAV), or forgotten without one.
+    pub handed_on: u64,
+    /// Packets that arrived after their place had left the window.
+    pub late: u64,
+}
+
 /// Everything received on one stream, keyed by extended sequence number.
-#[derive(Debug)]
 pub struct Capture {
     format: AudioFormat,
     decoder: Decoder,
@@ -76,9 +116,33 @@ pub struct Capture {
     ignored: u64,
     last_error: Option<AudioError>,
     last_sync: Option<SyncPacket>,
+    /// Most packets kept in memory (`None`: all).
+    window: Option<usize>,
+    sink: Option<Box<dyn AudioSink>>,
+    flushed: Flushed,
+    late: u64,
+}
+
+impl std::fmt::Debug for Capture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Capture")
+            .field("format", &self.format)
+            .field("kept", &self.entries.len())
+            .field("window", &self.window)
+            .field("flushed", &self.flushed)
+            .field("sink", &self.sink.is_some())
+            .finish()
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        self.finish_stream();
+    }
 }
 
 impl Capture {
+    /// A capture that keeps every packet.
     pub fn new(format: AudioFormat) -> Self {
         Capture {
             decoder: Decoder::new(&format),
@@ -94,6 +158,59 @@ impl Capture {
             ignored: 0,
             last_error: None,
             last_sync: None,
+            window: None,
+            sink: None,
+            flushed: Flushed::default(),
+            late: 0,
+        }
+    }
+
+    /// A capture that keeps the last `window` packets (at least one) and hands older ones to
+    /// `sink` (or forgets their samples when there is none).
+    pub fn bounded(format: AudioFormat, window: usize, sink: Option<Box<dyn AudioSink>>) -> Self {
+        let mut capture = Capture::new(format);
+        capture.window = Some(window.max(1));
+        capture.sink = sink;
+        capture
+    }
+
+    /// Whether the capture keeps only a window of packets ([`Capture::bounded`]).
+    pub fn is_bounded(&self) -> bool {
+        self.window.is_some()
+    }
+
+    /// Packets kept in memory.
+    pub fn kept(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Hands the lowest packets on until at most `keep` remain.
+    fn flush_to(&mut self, keep: usize) {
+        while self.entries.len() > keep {
+            let Some((ext, entry)) = self.entries.pop_first() else {
+                break;
+            };
+            self.flushed.entries += 1;
+            self.flushed.first.get_or_insert(ext);
+            self.flushed.last = Some(ext);
+            if let Entry::Pcm(samples) = entry {
+                self.flushed.samples += samples.len() as u64;
+                if let Some(sink) = self.sink.as_mut() {
+                    sink.write(&samples);
+                }
+            }
+        }
+    }
+
+    /// The stream is over: a bounded capture hands on every packet it still keeps and finishes
+    /// its sink (a capture that keeps everything keeps it).
+    pub fn finish_stream(&mut self) {
+        if self.window.is_none() {
+            return;
+        }
+        self.flush_to(0);
+        if let Some(mut sink) = self.sink.take() {
+            sink.finish();
         }
     }
 
@@ -128,6 +245,9 @@ impl Capture {
             self.retransmits += 1;
         }
         let ext = self.extend_seq(header.seq);
+        if self.handed_on(ext) {
+            return PacketOutcome::Duplicate;
+        }
         let retry = match self.entries.get(&ext) {
             // A packet that failed to decode may come again (a retransmit): try it.
             Some(Entry::Failed) => true,
@@ -140,22 +260,57 @@ impl Capture {
         if retry {
             self.duplicates += 1;
         }
-        if !self.decoder.is_decodable() {
+        let outcome = if !self.decoder.is_decodable() {
             self.entries.insert(ext, Entry::Opaque);
-            return PacketOutcome::Undecoded;
-        }
-        match self.decoder.decode(payload) {
-            Ok(samples) => {
-                self.entries.insert(ext, Entry::Pcm(samples));
-                PacketOutcome::Stored
+            PacketOutcome::Undecoded
+        } else {
+            match self.decoder.decode(payload) {
+                Ok(samples) => {
+                    self.entries.insert(ext, Entry::Pcm(samples));
+                    PacketOutcome::Stored
+                }
+                Err(e) => {
+                    self.decode_errors += 1;
+                    self.last_error = Some(e.clone());
+                    self.entries.insert(ext, Entry::Failed);
+                    PacketOutcome::DecodeError(e)
+                }
             }
-            Err(e) => {
-                self.decode_errors += 1;
-                self.last_error = Some(e.clone());
-                self.entries.insert(ext, Entry::Failed);
-                PacketOutcome::DecodeError(e)
-            }
+        };
+        if let Some(window) = self.window {
+            self.flush_to(window);
         }
+        outcome
+    }
+
+    /// Records an audio packet whose payload could not be decrypted: a decode error, and a
+    /// retransmit of it may still fill its place.
+    pub fn fail(&mut self, header: &RtpHeader, error: AudioError) {
+        self.packets += 1;
+        let ext = self.extend_seq(header.seq);
+        if self.handed_on(ext) {
+            return;
+        }
+        if self.entries.contains_key(&ext) {
+            self.duplicates += 1;
+            return;
+        }
+        self.decode_errors += 1;
+        self.last_error = Some(error);
+        self.entries.insert(ext, Entry::Failed);
+        if let Some(window) = self.window {
+            self.flush_to(window);
+        }
+    }
+
+    /// Whether the place of packet `ext` already left a bounded capture's window (handed on as
+    /// received or as missing): the packet is late and counted so.
+    fn handed_on(&mut self, ext: i64) -> bool {
+        let late = self.flushed.last.is_some_and(|last| ext <= last);
+        if late {
+            self.late += 1;
+        }
+        late
     }
 
     /// Records a sync packet from the control port.
@@ -176,8 +331,9 @@ impl Capture {
         self.last_sync
     }
 
-    /// The decoded samples of all packets in sequence order, interleaved. Missing packets and
-    /// packets that did not decode contribute nothing (see [`Capture::stats`]).
+    /// The decoded samples of all packets kept in memory (all packets, unless the capture is
+    /// bounded) in sequence order, interleaved. Missing packets and packets that did not decode
+    /// contribute nothing (see [`Capture::stats`]).
     pub fn pcm(&self) -> Vec<i16> {
         let mut out = Vec::new();
         for entry in self.entries.values() {
@@ -205,11 +361,30 @@ impl Capture {
         out
     }
 
+    /// What it keeps in memory and what it handed on.
+    pub fn retention(&self) -> Retention {
+        Retention {
+            window: self.window,
+            kept: self.entries.len(),
+            handed_on: self.flushed.entries,
+            late: self.late,
+        }
+    }
+
     pub fn stats(&self) -> CaptureStats {
-        let first = self.entries.keys().next().copied();
-        let last = self.entries.keys().next_back().copied();
+        let first = self
+            .flushed
+            .first
+            .or_else(|| self.entries.keys().next().copied());
+        let last = self
+            .entries
+            .keys()
+            .next_back()
+            .copied()
+            .or(self.flushed.last);
+        let stored = self.entries.len() as u64 + self.flushed.entries;
         let missing = match (first, last) {
-            (Some(f), Some(l)) => (l - f + 1) as u64 - self.entries.len() as u64,
+            (Some(f), Some(l)) => (l - f + 1) as u64 - stored,
             _ => 0,
         };
         let channels = u64::from(self.format.channels.max(1));
@@ -220,7 +395,8 @@ impl Capture {
                 Entry::Pcm(s) => s.len() as u64,
                 _ => 0,
             })
-            .sum();
+            .sum::<u64>()
+            + self.flushed.samples;
         CaptureStats {
             packets: self.packets,
             frames: samples / channels,
@@ -236,6 +412,7 @@ impl Capture {
             sync_packets: self.sync_packets,
             timing_requests: self.timing_requests,
             ignored: self.ignored,
+            late: self.late,
             last_error: self.last_error.as_ref().map(ToString::to_string),
         }
     }

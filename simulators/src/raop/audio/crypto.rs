@@ -1,5 +1,6 @@
 //! RAOP payload encryption: AES-128-CBC with the session key from `rsaaeskey` and the IV from
-//! `aesiv` (docs/protocols/raop.md).
+//! `aesiv` (docs/protocols/raop.md); AirPlay 2 realtime audio: ChaCha20-Poly1305 per packet
+//! under the SETUP's `shk` (docs/protocols/airplay.md, "AirPlay 2 audio").
 
 use std::fmt;
 
@@ -41,4 +42,37 @@ pub fn encrypt_payload(aes: &AesParams, payload: &mut [u8]) {
     for block in payload[..whole].chunks_exact_mut(AES_BLOCK) {
         cipher.encrypt_block_mut(block.into());
     }
+}
+
+/// Bytes a sealed AirPlay 2 payload carries beyond the audio: the 16-byte tag and the 8-byte nonce.
+pub const SEALED_OVERHEAD: usize = crate::hap::keys::TAG_LEN + 8;
+
+/// Opens an AirPlay 2 realtime audio packet (`packet` is the whole RTP packet): after the 12-byte
+/// header come the ChaCha20-Poly1305 ciphertext, its 16-byte tag and the last 8 bytes of the nonce
+/// (the first 4 are zero); the associated data is the header's bytes 4..12, timestamp and SSRC
+/// (docs/protocols/airplay.md, "AirPlay 2 audio").
+pub fn open_sealed(key: &[u8; 32], packet: &[u8]) -> Result<Vec<u8>, &'static str> {
+    if packet.len() < 12 + SEALED_OVERHEAD {
+        return Err("shorter than a header, a tag and a nonce");
+    }
+    let (sealed, tail) = packet[12..].split_at(packet.len() - 12 - 8);
+    let mut nonce = [0u8; 8];
+    nonce.copy_from_slice(tail);
+    crate::hap::keys::open(key, crate::hap::keys::nonce(nonce), sealed, &packet[4..12])
+        .map_err(|_| "ChaCha20-Poly1305 tag does not match")
+}
+
+/// Seals `payload` as an AirPlay 2 sender does (the inverse of [`open_sealed`]): `header` (12
+/// bytes) then the sealed payload and the 8-byte nonce `counter` (little-endian).
+pub fn seal(key: &[u8; 32], header: &[u8; 12], payload: &[u8], counter: u64) -> Vec<u8> {
+    let nonce = counter.to_le_bytes();
+    let mut packet = header.to_vec();
+    packet.extend(crate::hap::keys::seal(
+        key,
+        crate::hap::keys::nonce(nonce),
+        payload,
+        &header[4..12],
+    ));
+    packet.extend_from_slice(&nonce);
+    packet
 }

@@ -20,6 +20,8 @@ pub enum AudioError {
     AlacPanic,
     #[error("L16 payload of {len} bytes is not a whole number of {frame_bytes}-byte frames")]
     L16Length { len: usize, frame_bytes: usize },
+    #[error("sealed audio payload does not open: {0}")]
+    Sealed(String),
 }
 
 enum DecoderKind {

@@ -13,8 +13,10 @@ mod decode;
 mod format;
 mod receiver;
 
-pub use capture::{Capture, CaptureStats, PacketOutcome};
-pub use crypto::{decrypt_payload, encrypt_payload, AesParams, AES_BLOCK};
+pub use capture::{AudioSink, Capture, CaptureStats, PacketOutcome, Retention};
+pub use crypto::{
+    decrypt_payload, encrypt_payload, open_sealed, seal, AesParams, AES_BLOCK, SEALED_OVERHEAD,
+};
 pub use decode::{AudioError, Decoder};
 pub use format::{
     alac_fmtp, encode_l16, AudioFormat, MAX_ALAC_FRAMES_PER_PACKET, MIN_ALAC_FRAMES_PER_PACKET,
@@ -22,7 +24,7 @@ pub use format::{
 pub use receiver::{AudioReceiver, Port, PortHandler};
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::net::SocketAddr;
     use std::sync::Arc;
     use std::time::SystemTime;
@@ -223,6 +225,20 @@ mod tests {
         assert_eq!(reply.len(), 1);
         assert_eq!(reply[0][1], 0xD3);
 
+        // For captures: each port's datagram as it reads decrypted, header unchanged.
+        let plain = server.plaintext(&lost).expect("an encrypted audio packet");
+        assert_eq!((&plain[..12], &plain[12..]), (&lost[..12], &frames[4][..]));
+        let plain = control.plaintext(&retransmit).expect("a retransmit reply");
+        assert_eq!(
+            (&plain[..16], &plain[16..]),
+            (&retransmit[..16], &frames[4][..])
+        );
+        assert_eq!(
+            control.plaintext(&rtp::sync_packet(true, 0, now(), 1)),
+            None
+        );
+        assert_eq!(timing.plaintext(&rtp::timing_request(now())), None);
+
         let pcm = receiver.pcm();
         assert_eq!(pcm.len(), source.len());
         assert!(pcm == source, "captured PCM differs from the source");
@@ -245,6 +261,7 @@ mod tests {
                 sync_packets: 1,
                 timing_requests: 1,
                 ignored: 0,
+                late: 0,
                 last_error: None,
             }
         );
@@ -372,6 +389,106 @@ mod tests {
                 Err(AudioError::Undecodable(_))
             ));
         }
+    }
+
+    /// Collects what a bounded capture hands on, and whether it was finished.
+    #[derive(Clone, Default)]
+    struct Collect(Arc<std::sync::Mutex<(Vec<i16>, bool)>>);
+
+    impl AudioSink for Collect {
+        fn write(&mut self, samples: &[i16]) {
+            self.0.lock().unwrap().0.extend_from_slice(samples);
+        }
+        fn finish(&mut self) {
+            self.0.lock().unwrap().1 = true;
+        }
+    }
+
+    #[test]
+    fn a_packet_that_fails_after_its_place_left_the_window_is_late_not_stored() {
+        let receiver = Arc::new(AudioReceiver::bounded(
+            AudioFormat::l16(44_100, 2, 352),
+            None,
+            4,
+            None,
+        ));
+        let server = receiver.handler(Port::Server);
+        let mut sender = RtpSender::new(100, 0, 1, None);
+        for _ in 0..20 {
+            let p = sender.next_packet(&encode_l16(&[0; 704]), 352);
+            server.on_datagram(&p, from(), now());
+        }
+        // A retransmit of packet 101 whose payload does not decrypt, long after its place left.
+        let old = RtpHeader::audio(false, 101, 352, 1);
+        receiver
+            .capture()
+            .fail(&old, AudioError::Undecodable("spoiled tag".into()));
+        // And failures ahead of the window still keep the capture within it.
+        for seq in 120..130 {
+            let h = RtpHeader::audio(false, seq, 352 * u32::from(seq), 1);
+            receiver
+                .capture()
+                .fail(&h, AudioError::Undecodable("spoiled tag".into()));
+            assert!(receiver.capture().kept() <= 4);
+        }
+        let stats = receiver.stats();
+        assert_eq!((stats.packets, stats.late, stats.missing), (31, 1, 0));
+        assert_eq!(stats.decode_errors, 10);
+    }
+
+    #[test]
+    fn a_bounded_capture_keeps_its_window_and_hands_the_rest_on_in_order() {
+        let source = signal(352 * 300, 2);
+        let sink = Collect::default();
+        let receiver = Arc::new(AudioReceiver::bounded(
+            AudioFormat::l16(44_100, 2, 352),
+            None,
+            16,
+            Some(Box::new(sink.clone())),
+        ));
+        let server = receiver.handler(Port::Server);
+        let mut sender = RtpSender::new(65_400, 0, 1, None);
+        let mut packets: Vec<Vec<u8>> = source
+            .chunks(352 * 2)
+            .map(|c| sender.next_packet(&encode_l16(c), 352))
+            .collect();
+        // Reordered within the window, one packet lost and arriving far too late.
+        packets.swap(10, 12);
+        let late = packets.remove(5);
+        for p in &packets {
+            server.on_datagram(p, from(), now());
+            assert!(receiver.capture().kept() <= 16);
+        }
+        server.on_datagram(&late, from(), now());
+        let stats = receiver.stats();
+        assert_eq!((stats.packets, stats.missing, stats.late), (300, 1, 1));
+        assert_eq!(stats.frames, 299 * 352);
+        assert_eq!((stats.first_seq, stats.last_seq), (Some(65_400), Some(163)));
+        let mut expected = source.clone();
+        expected.drain(5 * 704..6 * 704);
+        let handed = sink.0.lock().unwrap().0.len();
+        assert_eq!(handed + receiver.pcm().len(), expected.len());
+        // 299 packets stored; the lost one's place was handed on as missing.
+        let retention = receiver.capture().retention();
+        assert_eq!(
+            retention,
+            Retention {
+                window: Some(16),
+                kept: 16,
+                handed_on: 299 - 16,
+                late: 1
+            }
+        );
+        receiver.finish_stream();
+        let (got, finished) = sink.0.lock().unwrap().clone();
+        assert!(finished);
+        assert_eq!(got, expected, "every sample handed on, in sequence order");
+        assert!(receiver.pcm().is_empty());
+        assert_eq!(
+            receiver.stats().frames,
+            299 * 352,
+            "counters cover the stream"
+        );
     }
 
     #[test]

@@ -5,8 +5,9 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
-use super::capture::{Capture, CaptureStats};
-use super::crypto::{decrypt_payload, AesParams};
+use super::capture::{AudioSink, Capture, CaptureStats};
+use super::crypto::{decrypt_payload, open_sealed, AesParams};
+use super::decode::AudioError;
 use super::format::AudioFormat;
 use crate::protocol_core::DatagramHandler;
 use crate::raop::rtp::{self, SyncPacket};
@@ -41,6 +42,8 @@ impl Port {
 pub struct AudioReceiver {
     format: AudioFormat,
     aes: Option<AesParams>,
+    /// AirPlay 2: the SETUP's `shk`, which seals every packet (docs/protocols/airplay.md).
+    shk: Option<[u8; 32]>,
     capture: Mutex<Capture>,
 }
 
@@ -51,7 +54,43 @@ impl AudioReceiver {
             capture: Mutex::new(Capture::new(format.clone())),
             format,
             aes,
+            shk: None,
         }
+    }
+
+    /// An AirPlay 2 realtime stream: every packet sealed with ChaCha20-Poly1305 under `shk`.
+    pub fn sealed(format: AudioFormat, shk: [u8; 32]) -> Self {
+        AudioReceiver::new(format, None).sealed_with(shk)
+    }
+
+    /// This receiver (bounded or not) for an AirPlay 2 realtime stream sealed under `shk`.
+    pub fn sealed_with(self, shk: [u8; 32]) -> Self {
+        AudioReceiver {
+            shk: Some(shk),
+            ..self
+        }
+    }
+
+    /// A receiver whose capture keeps the last `window` packets in memory and hands older ones
+    /// to `sink` ([`Capture::bounded`]).
+    pub fn bounded(
+        format: AudioFormat,
+        aes: Option<AesParams>,
+        window: usize,
+        sink: Option<Box<dyn AudioSink>>,
+    ) -> Self {
+        AudioReceiver {
+            capture: Mutex::new(Capture::bounded(format.clone(), window, sink)),
+            format,
+            aes,
+            shk: None,
+        }
+    }
+
+    /// Hands on what a bounded capture still keeps and finishes its sink
+    /// ([`Capture::finish_stream`]).
+    pub fn finish_stream(&self) {
+        self.capture().finish_stream();
     }
 
     pub fn from_announce(announce: &Announce, aes: Option<AesParams>) -> Self {
@@ -63,7 +102,7 @@ impl AudioReceiver {
     }
 
     pub fn is_encrypted(&self) -> bool {
-        self.aes.is_some()
+        self.aes.is_some() || self.shk.is_some()
     }
 
     /// The handler the shell drives for one port.
@@ -142,6 +181,28 @@ impl AudioReceiver {
         }
     }
 
+    /// An audio packet as it reads decrypted: its RTP header, then the payload with the AES-CBC
+    /// blocks decrypted (docs/protocols/raop.md, "Audio encryption"), or, for AirPlay 2's
+    /// ChaCha20-Poly1305 packets, the opened payload without tag and nonce
+    /// (docs/protocols/airplay.md, "AirPlay 2 audio"). `None`: not an encrypted audio packet.
+    pub fn plain_audio(&self, bytes: &[u8]) -> Option<Vec<u8>> {
+        let (header, payload) = rtp::parse(bytes)?;
+        if header.payload_type != rtp::PT_AUDIO {
+            return None;
+        }
+        let head = &bytes[..bytes.len() - payload.len()];
+        let opened = if let Some(key) = &self.shk {
+            open_sealed(key, bytes).ok()?
+        } else {
+            let mut payload = payload.to_vec();
+            decrypt_payload(self.aes.as_ref()?, &mut payload);
+            payload
+        };
+        let mut plain = head.to_vec();
+        plain.extend(opened);
+        Some(plain)
+    }
+
     fn on_audio(&self, bytes: &[u8], retransmit: bool) {
         let Some((header, payload)) = rtp::parse(bytes) else {
             self.capture().note_ignored();
@@ -150,6 +211,17 @@ impl AudioReceiver {
         // Audio is payload type 96 (docs/protocols/raop.md); anything else on this port is ignored.
         if header.payload_type != rtp::PT_AUDIO {
             self.capture().note_ignored();
+            return;
+        }
+        if let Some(key) = &self.shk {
+            match open_sealed(key, bytes) {
+                Ok(plain) => {
+                    self.capture().push(&header, &plain, retransmit);
+                }
+                Err(e) => self
+                    .capture()
+                    .fail(&header, AudioError::Sealed(e.to_string())),
+            }
             return;
         }
         let mut payload = payload.to_vec();
@@ -169,5 +241,20 @@ pub struct PortHandler {
 impl DatagramHandler for PortHandler {
     fn on_datagram(&self, bytes: &[u8], _from: SocketAddr, now: SystemTime) -> Vec<Vec<u8>> {
         self.receiver.on_port_datagram(self.port, bytes, now)
+    }
+
+    fn plaintext(&self, bytes: &[u8]) -> Option<Vec<u8>> {
+        match self.port {
+            Port::Server => self.receiver.plain_audio(bytes),
+            // A retransmit reply's 4-byte header, then the audio packet it carries
+            // (docs/protocols/raop.md, "RTP streams").
+            Port::Control if rtp::packet_type(bytes) == Some(rtp::PT_RETRANSMIT_REPLY) => {
+                let inner = rtp::parse_retransmit_reply(bytes)?;
+                let mut plain = bytes[..bytes.len() - inner.len()].to_vec();
+                plain.extend(self.receiver.plain_audio(inner)?);
+                Some(plain)
+            }
+            _ => None,
+        }
     }
 }
