@@ -57,6 +57,13 @@ pub struct InfoIdentity {
     /// dB; pyatv reads it, and a real number skips its volume SET_PARAMETER (docs/peers.md).
     pub initial_volume: f64,
     pub display: DisplayInfo,
+    /// TXT `osvers`: the tvOS version an Apple TV 4K announces; pyatv reads its major part (≥ 13
+    /// lets it tunnel MRP over AirPlay) and shows it as the device's version
+    /// (docs/protocols/hap.md, "What an Apple TV 4K announces"). Absent on an Apple TV 3.
+    pub os_version: Option<String>,
+    /// TXT `psi`: the identifier the device pairs with (pair-setup M6, pair-verify M2). Absent on
+    /// an Apple TV 3.
+    pub psi: Option<String>,
     /// Keys the scenario sets (`Some`) or removes (`None`), applied last, in order.
     pub overrides: Vec<(String, Option<Value>)>,
 }
@@ -181,7 +188,7 @@ pub fn info_dict(id: &InfoIdentity, with_cseq: bool) -> Dictionary {
 
 /// The `_airplay._tcp` TXT record of the device, built from the same values as `/info`.
 pub fn txt_entries(id: &InfoIdentity) -> Vec<(String, String)> {
-    vec![
+    [
         ("deviceid".into(), id.device_id.clone()),
         ("features".into(), features_text(id.features)),
         ("flags".into(), format!("0x{:X}", id.status_flags)),
@@ -191,6 +198,10 @@ pub fn txt_entries(id: &InfoIdentity) -> Vec<(String, String)> {
         ("srcvers".into(), id.source_version.clone()),
         ("vv".into(), id.vv.to_string()),
     ]
+    .into_iter()
+    .chain(id.os_version.clone().map(|v| ("osvers".to_string(), v)))
+    .chain(id.psi.clone().map(|v| ("psi".to_string(), v)))
+    .collect()
 }
 
 /// DNS TXT wire format (RFC 6763 §6): each `key=value` prefixed by its length byte; entries

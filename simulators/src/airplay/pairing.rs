@@ -414,7 +414,7 @@ mod tests {
         assert_eq!(r.status, 200);
         assert!(notes(&mut conn)
             .iter()
-            .any(|n| n == "encrypted channel: on"));
+            .any(|n| n == crate::connection::ENCRYPTED_CHANNEL_ON));
         assert_eq!(tv.state_json(t0())["hap"]["verified"], 1);
 
         // Bytes that are not an encrypted block end the connection with one warning.

@@ -13,12 +13,15 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
+use super::events::EventsRecord;
 use super::fairplay::{self, FpRequest};
 use super::info::{self, DisplayInfo, InfoIdentity, InfoQuery};
 use super::pairing::{self, Pairing, PairingConfig, PairingConn};
+use super::reverse::{EventChannel, EventLog, Next};
+use super::session::{self, SessionConn};
 use super::video::{Video, VideoReply};
 use crate::hap::Identity;
-use crate::protocol_core::{ConnInfo, Context, Outcome, ProtocolCore};
+use crate::protocol_core::{Changes, ConnInfo, Context, Outcome, ProtocolCore, Push};
 use crate::raop::session::RaopConn;
 use crate::raop::{RaopConfig, RaopCore};
 use crate::wire::{hex, Protocol, Request, Response};
@@ -58,6 +61,9 @@ pub const FEATURES_4K: u64 =
 /// `flags` / `sf` of an Apple TV 4K: 0x244, whose bit 0x200 tells pyatv pairing is mandatory
 /// (docs/protocols/hap.md).
 pub const FLAGS_4K: u64 = 0x244;
+
+/// `osvers` of an Apple TV 4K: tvOS 18.2 (docs/protocols/hap.md, "What an Apple TV 4K announces").
+pub const OS_VERSION_4K: &str = "18.2";
 
 /// `Audio-Jack-Status` of an Apple TV (docs/protocols/airplay.md).
 pub const AUDIO_JACK: &str = "Connected; type=digital";
@@ -113,6 +119,8 @@ impl AirplayConfig {
                     refresh_rate: 60.0,
                     uuid: display_uuid,
                 },
+                os_version: None,
+                psi: None,
                 overrides: Vec::new(),
             },
             signing_key,
@@ -131,6 +139,9 @@ impl AirplayConfig {
         c.info.features = FEATURES_4K;
         c.info.status_flags = FLAGS_4K;
         c.info.source_version = "620.8.2".into();
+        c.info.os_version = Some(OS_VERSION_4K.into());
+        // airtwin pairs with `pi` as its HAP identifier, so `psi` announces the same UUID.
+        c.info.psi = Some(c.info.pi.clone());
         c.pairing = Some(PairingConfig::from_seed(seed, name));
         c
     }
@@ -164,6 +175,8 @@ pub struct FpRecord {
 #[derive(Debug, Clone, Default)]
 pub struct AirplayState {
     pub video: Video,
+    /// What the event channels reported.
+    pub event_channel: EventLog,
     pub fp_setup: FpRecord,
     pub info_requests: u64,
 }
@@ -176,6 +189,10 @@ pub struct AirplayConn {
     pub pairing: PairingConn,
     pub fp_mode: Option<u8>,
     pub key_message: Option<Vec<u8>>,
+    /// Set once `POST /reverse` turned this connection into a reverse event channel.
+    pub reverse: Option<EventChannel>,
+    /// The AirPlay 2 session of this connection, once it is encrypted.
+    pub session: SessionConn,
 }
 
 /// The AirPlay core of an Apple TV.
@@ -186,6 +203,13 @@ pub struct AirplayCore {
     pub state: Arc<Mutex<AirplayState>>,
     /// HomeKit pairing, when the configuration has it.
     pub pairing: Option<Pairing>,
+    /// Bumped on every change of the video session, so that reverse event channels report it.
+    pub changes: Changes,
+    /// What the AirPlay 2 event channels saw.
+    pub events: Arc<Mutex<EventsRecord>>,
+    /// The MRP side the remote-control stream (type 130) tunnels to; none on a device without
+    /// one (docs/protocols/mrp.md).
+    pub mrp: Option<Arc<crate::mrp::MrpCore>>,
 }
 
 impl AirplayCore {
@@ -199,7 +223,16 @@ impl AirplayCore {
             raop: Arc::new(RaopCore::new(raop)),
             state: Arc::new(Mutex::new(AirplayState::default())),
             pairing,
+            changes: Changes::default(),
+            events: Arc::default(),
+            mrp: None,
         }
+    }
+
+    /// Tunnels the remote-control stream to `mrp`.
+    pub fn with_mrp(mut self, mrp: Arc<crate::mrp::MrpCore>) -> Self {
+        self.mrp = Some(mrp);
+        self
     }
 
     fn lock(&self) -> MutexGuard<'_, AirplayState> {
@@ -212,16 +245,23 @@ impl AirplayCore {
         let st = self.lock();
         let mut state = serde_json::json!({
             "video": st.video.view(now),
+            "event_channel": st.event_channel,
             "fp_setup": st.fp_setup,
             "info_requests": st.info_requests,
         });
         if let Some(p) = &self.pairing {
             state["hap"] = p.state_json();
+            let events = self
+                .events
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            state["airplay2"] = serde_json::json!({ "events": events });
         }
         state
     }
 
-    fn plist(
+    pub(super) fn plist(
         &self,
         conn: &AirplayConn,
         req: &Request,
@@ -279,7 +319,7 @@ impl AirplayCore {
         match parsed.request {
             FpRequest::Phase1 { mode } => {
                 conn.fp_mode = Some(mode);
-                self.lock().fp_setup.phase1_modes.push(mode);
+                crate::protocol_core::remember(&mut self.lock().fp_setup.phase1_modes, mode);
                 let answer = cx.params.fp_reply_mode.unwrap_or(mode);
                 cx.info(format!("fp-setup phase 1, mode {mode}"));
                 match fairplay::phase1_reply(answer) {
@@ -324,10 +364,45 @@ impl AirplayCore {
             },
             _ => p.verify(&mut conn.pairing, req, cx),
         };
+        if let Some(shared) = &cx.encrypt_after {
+            conn.session.shared = Some(shared.clone());
+        }
         Outcome::Respond(pairing::tlv_response(
             self.respond(conn, req, 200, cx),
             body,
         ))
+    }
+
+    /// `POST /reverse` with `Upgrade: PTTH/1.0`: `101 Switching Protocols`, and the connection
+    /// becomes an event channel (docs/protocols/airplay.md, "The reverse event channel").
+    fn reverse(&self, conn: &mut AirplayConn, req: &Request, cx: &mut Context<'_>) -> Outcome {
+        let upgrade = req.headers.get("Upgrade").unwrap_or("");
+        if !upgrade.eq_ignore_ascii_case("PTTH/1.0") {
+            let why = format!("POST /reverse needs Upgrade: PTTH/1.0, got {upgrade:?}");
+            return self.refuse(conn, req, 400, &why, cx);
+        }
+        let now = cx.now;
+        let number = {
+            let mut st = self.lock();
+            st.event_channel.opened += 1;
+            st.event_channel.opened
+        };
+        let view = self.lock().video.view(now);
+        let session = req
+            .headers
+            .get("X-Apple-Session-ID")
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("00000000-0000-0000-0000-{number:012X}"));
+        if let Some(purpose) = req.headers.get("X-Apple-Purpose") {
+            cx.info(format!("event channel {number} (purpose {purpose})"));
+        } else {
+            cx.info(format!("event channel {number}"));
+        }
+        conn.reverse = Some(EventChannel::open(session, number, &view, now));
+        let mut resp = self.respond(conn, req, 101, cx);
+        resp.headers.set("Upgrade", "PTTH/1.0");
+        resp.headers.set("Connection", "Upgrade");
+        Outcome::Reverse(resp)
     }
 
     fn server_info(&self) -> Dictionary {
@@ -366,10 +441,31 @@ impl AirplayCore {
                 ("POST", "/scrub") => v.scrub_set(req.query_param("position"), now),
                 ("POST", "/rate") => v.set_rate(req.query_param("value"), now),
                 ("POST", "/stop") => v.stop(now),
+                ("POST", "/getProperty") => v.get_property(req.query().unwrap_or(""), now),
+                ("PUT", "/setProperty") => v.set_property(req.query().unwrap_or(""), &req.body),
                 _ => VideoReply::Plist(self.server_info()),
             }
         };
+        let changed = matches!(
+            (req.method.as_str(), req.path()),
+            ("POST", "/play" | "/scrub" | "/rate" | "/stop")
+        );
+        if changed && reply == VideoReply::Ok {
+            self.changes.bump();
+        }
         match reply {
+            // An Apple TV answers these two as XML property lists (nto 4.1 "HTTP requests",
+            // docs/protocols/airplay.md "The video API"; Kodi 20.1 does the same, docs/peers.md).
+            VideoReply::Plist(d) if matches!(req.path(), "/server-info" | "/playback-info") => {
+                let mut body = Vec::new();
+                match Value::Dictionary(d).to_writer_xml(&mut body) {
+                    Ok(()) => Outcome::Respond(
+                        self.respond(conn, req, 200, cx)
+                            .with_body("text/x-apple-plist+xml", body),
+                    ),
+                    Err(e) => self.refuse(conn, req, 500, &format!("plist: {e}"), cx),
+                }
+            }
             VideoReply::Plist(d) => self.plist(conn, req, d, cx),
             VideoReply::Text(t) => Outcome::Respond(
                 self.respond(conn, req, 200, cx)
@@ -391,6 +487,8 @@ impl ProtocolCore for AirplayCore {
             pairing: PairingConn::default(),
             fp_mode: None,
             key_message: None,
+            reverse: None,
+            session: SessionConn::default(),
         }
     }
 
@@ -403,8 +501,14 @@ impl ProtocolCore for AirplayCore {
             }
             ("GET", "/info") => self.info(conn, req, cx),
             ("POST", "/fp-setup") => self.fp_setup(conn, req, cx),
-            ("POST", "/play" | "/scrub" | "/rate" | "/stop")
+            ("POST", "/play" | "/scrub" | "/rate" | "/stop" | "/getProperty")
+            | ("PUT", "/setProperty")
             | ("GET", "/playback-info" | "/scrub" | "/server-info") => self.video(conn, req, cx),
+            ("POST", "/reverse") => self.reverse(conn, req, cx),
+            ("SETUP", _) if session::is_plist(req) => self.airplay2_setup(conn, req, cx),
+            ("RECORD" | "FLUSH" | "TEARDOWN", _) if conn.session.session.is_some() => {
+                self.airplay2_control(conn, req, cx)
+            }
             _ => self.raop.handle(&mut conn.raop, req, cx),
         }
     }
@@ -416,11 +520,61 @@ impl ProtocolCore for AirplayCore {
         ports: &[u16],
         cx: &mut Context<'_>,
     ) -> Response {
+        if let Some(r) = self.airplay2_complete(conn, req, ports, cx) {
+            return r;
+        }
         self.raop.complete(&mut conn.raop, req, ports, cx)
     }
 
     fn resume(&self, conn: &mut AirplayConn, req: &Request, cx: &mut Context<'_>) -> Outcome {
         self.raop.resume(&mut conn.raop, req, cx)
+    }
+
+    fn changes(&self) -> Option<&Changes> {
+        Some(&self.changes)
+    }
+
+    /// The next `POST /event` of an event channel (docs/protocols/airplay.md, "The reverse event
+    /// channel"), or a `drop_event_channel` fault closing it.
+    fn push(&self, conn: &mut AirplayConn, cx: &mut Context<'_>) -> Push {
+        let Some(channel) = conn.reverse.as_mut() else {
+            return Push::Close("not an event channel".into());
+        };
+        let now = cx.now;
+        let mut st = self.lock();
+        let view = st.video.view(now);
+        let mut probe = channel.clone();
+        let state = match probe.next(&view, now) {
+            Next::Wait(until) => return Push::Idle { until },
+            Next::Send(state) => state,
+        };
+        if cx.params.drop_event_channel == Some(channel.pushed) {
+            st.event_channel.dropped += 1;
+            cx.info(format!("event channel dropped by fault before {state:?}"));
+            return Push::Close("event channel dropped by fault".into());
+        }
+        *channel = probe;
+        channel.pushed += 1;
+        crate::protocol_core::remember(&mut st.event_channel.pushed, state.to_string());
+        cx.info(format!("event: {state}"));
+        Push::Send(channel.event(state, &cx.conn.peer.to_string()))
+    }
+
+    fn pushed_answer(
+        &self,
+        _conn: &mut AirplayConn,
+        pushed: &Request,
+        response: &Response,
+        cx: &mut Context<'_>,
+    ) {
+        if response.status == 200 {
+            self.lock().event_channel.answered += 1;
+        } else {
+            cx.warn(format!(
+                "{} {}: the client answered {} {}",
+                pushed.method, pushed.uri, response.status, response.reason
+            ));
+        }
     }
 
     /// RTSP responses: the RAOP core's rules (docs/protocols/airplay.md). HTTP/1.x
@@ -448,10 +602,25 @@ impl ProtocolCore for AirplayCore {
         }
     }
 
-    fn close(&self, conn: AirplayConn) {
+    fn accepts_interleaved(&self, conn: &AirplayConn) -> bool {
+        self.raop.accepts_interleaved(&conn.raop)
+    }
+
+    fn interleaved(
+        &self,
+        conn: &mut AirplayConn,
+        channel: u8,
+        payload: &[u8],
+        now: SystemTime,
+    ) -> Result<(), String> {
+        self.raop.interleaved(&mut conn.raop, channel, payload, now)
+    }
+
+    fn close(&self, mut conn: AirplayConn) {
         if let Some(p) = &self.pairing {
             p.connection_closed(conn.index);
         }
+        self.release_airplay2(&mut conn.session);
         self.raop.close(conn.raop);
     }
 }
@@ -590,6 +759,18 @@ mod tests {
             jack.then_some(AUDIO_JACK),
             "{method}: Audio-Jack-Status"
         );
+    }
+
+    #[test]
+    fn an_apple_tv_4k_announces_osvers_and_psi_and_an_apple_tv_3_does_not() {
+        let atv4k = AirplayConfig::apple_tv_4k("tv", 9).info;
+        let txt = info::txt_entries(&atv4k);
+        assert!(txt.contains(&("osvers".into(), OS_VERSION_4K.into())));
+        assert!(txt.contains(&("psi".into(), atv4k.pi.clone())));
+        let major: u32 = OS_VERSION_4K.split('.').next().unwrap().parse().unwrap();
+        assert!(major >= 13, "pyatv needs osvers >= 13 for the MRP tunnel");
+        let atv3 = info::txt_entries(&AirplayConfig::apple_tv("tv", 9).info);
+        assert!(!atv3.iter().any(|(k, _)| k == "osvers" || k == "psi"));
     }
 
     #[test]
@@ -743,7 +924,11 @@ mod tests {
             &p,
             later,
         );
-        let v = Value::from_reader(Cursor::new(&resp.body)).unwrap();
+        assert_eq!(
+            resp.headers.get("Content-Type"),
+            Some("text/x-apple-plist+xml")
+        );
+        let v = Value::from_reader_xml(Cursor::new(&resp.body)).unwrap();
         assert_eq!(v.as_dictionary().unwrap()["position"].as_real(), Some(1.5));
         drive_with(&svc, &mut c, &info, &http("POST", "/stop"), &p, later);
         let st = svc.state_json(later + Duration::from_secs(9));
@@ -752,6 +937,12 @@ mod tests {
         assert_eq!(st["video"]["position"], 1.5);
         let (resp, _) = drive(&svc, &mut c, &info, &http("GET", "/server-info"));
         assert_eq!(resp.status, 200);
+        assert_eq!(
+            resp.headers.get("Content-Type"),
+            Some("text/x-apple-plist+xml")
+        );
+        let v = Value::from_reader_xml(Cursor::new(&resp.body)).unwrap();
+        assert!(v.as_dictionary().unwrap().contains_key("deviceid"));
         let (resp, notes) = drive(&svc, &mut c, &info, &http("POST", "/rate"));
         assert_eq!((resp.status, warnings(&notes)), (400, 1));
     }

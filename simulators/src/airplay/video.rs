@@ -5,13 +5,18 @@
 //! - `POST /play`: binary plist (`Content-Location`, `Start-Position` in seconds,
 //!   `X-Apple-Session-ID`), as pyatv sends it (docs/peers.md), or `text/parameters`
 //!   (`Content-Location: URL`, `Start-Position: FRACTION` of the duration);
-//! - `GET /playback-info`: binary plist with `duration`, `position`, `rate`, `readyToPlay` …
-//!   while something plays or is paused; without `duration` otherwise (pyatv polls it every
-//!   second and stops when `duration` goes away);
+//! - `GET /playback-info`: an XML plist (`text/x-apple-plist+xml`) with `duration`, `position`,
+//!   `rate`, `readyToPlay` … while something plays or is paused; without `duration` otherwise
+//!   (pyatv polls it every second and stops when `duration` goes away);
 //! - `GET /scrub` (`duration: D\nposition: P`), `POST /scrub?position=SECONDS`;
 //! - `POST /rate?value=R` (0 pauses, 1 plays);
 //! - `POST /stop`;
-//! - `GET /server-info`: binary plist with the device's identity.
+//! - `GET /server-info`: an XML plist with the device's identity (docs/protocols/airplay.md);
+//! - `POST /getProperty?NAME`, `PUT /setProperty?NAME` (binary plist `{value: …}`): binary plist
+//!   `{errorCode: 0, value: …}`; `playbackAccessLog` and `playbackErrorLog` are arrays of
+//!   dictionaries (docs/protocols/airplay.md, "Properties").
+//!
+//! Every change of the play state is reported on the event channel (`events.rs`).
 
 use std::io::Cursor;
 use std::time::SystemTime;
@@ -37,6 +42,8 @@ pub enum PlayState {
 /// The device's one video session.
 #[derive(Debug, Clone, Default)]
 pub struct Video {
+    /// Values set with `PUT /setProperty`, by name.
+    pub properties: std::collections::BTreeMap<String, Value>,
     pub url: Option<String>,
     pub session_id: Option<String>,
     pub state: PlayState,
@@ -258,6 +265,62 @@ impl Video {
     }
 }
 
+impl Video {
+    /// `POST /getProperty?NAME`: `playbackAccessLog` (one entry per URL played, with the
+    /// `uri`, the start time and the seconds watched), `playbackErrorLog` (no errors: the device
+    /// never fetches the URL), or a value set before; another name is refused.
+    pub fn get_property(&mut self, name: &str, now: SystemTime) -> VideoReply {
+        self.settle(now);
+        let value = match name {
+            "playbackAccessLog" => {
+                let mut entries = Vec::new();
+                if let Some(url) = &self.url {
+                    let mut e = Dictionary::new();
+                    e.insert("uri".into(), url.clone().into());
+                    e.insert("c-duration-watched".into(), Value::Real(self.position(now)));
+                    e.insert("c-start-time".into(), Value::Real(0.0));
+                    e.insert("bytes".into(), Value::Integer(0.into()));
+                    e.insert("c-frames-dropped".into(), Value::Integer(0.into()));
+                    e.insert("c-stalls".into(), Value::Integer(0.into()));
+                    entries.push(Value::Dictionary(e));
+                }
+                Value::Array(entries)
+            }
+            "playbackErrorLog" => Value::Array(Vec::new()),
+            other => match self.properties.get(other) {
+                Some(v) => v.clone(),
+                None => return VideoReply::Refuse(404, format!("no property {other:?}")),
+            },
+        };
+        let mut d = Dictionary::new();
+        d.insert("errorCode".into(), Value::Integer(0.into()));
+        d.insert("value".into(), value);
+        VideoReply::Plist(d)
+    }
+
+    /// `PUT /setProperty?NAME` with a binary plist `{value: …}` (or an empty body).
+    pub fn set_property(&mut self, name: &str, body: &[u8]) -> VideoReply {
+        if name.is_empty() {
+            return VideoReply::Refuse(400, "PUT /setProperty needs ?NAME".into());
+        }
+        let value = if body.is_empty() {
+            Value::Boolean(true)
+        } else {
+            match Value::from_reader(Cursor::new(body)) {
+                Ok(Value::Dictionary(mut d)) => d.remove("value").unwrap_or(Value::Dictionary(d)),
+                Ok(other) => other,
+                Err(e) => {
+                    return VideoReply::Refuse(400, format!("setProperty body is no plist: {e}"))
+                }
+            }
+        };
+        self.properties.insert(name.to_string(), value);
+        let mut d = Dictionary::new();
+        d.insert("errorCode".into(), Value::Integer(0.into()));
+        VideoReply::Plist(d)
+    }
+}
+
 fn number(v: &Value) -> Option<f64> {
     v.as_real()
         .or_else(|| v.as_signed_integer().map(|i| i as f64))
@@ -356,6 +419,43 @@ mod tests {
         ));
         assert!(matches!(
             v.scrub_set(Some("1"), t(0.0)),
+            VideoReply::Refuse(400, _)
+        ));
+    }
+
+    #[test]
+    fn properties_answer_the_logs_and_what_was_set() {
+        let mut v = Video::default();
+        let VideoReply::Plist(d) = v.get_property("playbackAccessLog", t(0.0)) else {
+            panic!()
+        };
+        assert_eq!(d["value"].as_array().map(Vec::len), Some(0));
+        v.play(&play_body("http://x/a.mp4", 0.0), "", 5.0, t(0.0));
+        let VideoReply::Plist(d) = v.get_property("playbackAccessLog", t(1.5)) else {
+            panic!()
+        };
+        let entry = d["value"].as_array().unwrap()[0].as_dictionary().unwrap();
+        assert_eq!(entry["uri"].as_string(), Some("http://x/a.mp4"));
+        assert_eq!(entry["c-duration-watched"].as_real(), Some(1.5));
+        assert_eq!(d["errorCode"].as_signed_integer(), Some(0));
+        assert!(matches!(
+            v.get_property("forwardEndTime", t(2.0)),
+            VideoReply::Refuse(404, _)
+        ));
+        let mut body = Vec::new();
+        let mut set = Dictionary::new();
+        set.insert("value".into(), Value::Real(4.0));
+        Value::Dictionary(set).to_writer_binary(&mut body).unwrap();
+        assert!(matches!(
+            v.set_property("forwardEndTime", &body),
+            VideoReply::Plist(_)
+        ));
+        let VideoReply::Plist(d) = v.get_property("forwardEndTime", t(2.0)) else {
+            panic!()
+        };
+        assert_eq!(d["value"].as_real(), Some(4.0));
+        assert!(matches!(
+            v.set_property("x", b"not a plist"),
             VideoReply::Refuse(400, _)
         ));
     }

@@ -7,6 +7,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::state::NowPlaying;
+use crate::daap::Catalog;
 
 /// The pairing GUID `airtwin serve --device itunes|apple-tv` trusts, so a client developer can log
 /// in at once with `--dmap-credentials 0x0000000000000001`.
@@ -56,6 +57,11 @@ pub struct DacpConfig {
     /// PNG bytes per track, in the order of `now_playing.tracks`.
     pub artwork: Vec<Option<Vec<u8>>>,
     pub speakers: Vec<Speaker>,
+    /// The shared library (DAAP); `None`: the now-playing queue's tracks.
+    pub library: Option<Catalog>,
+    /// Whether `/login` without a pairing GUID opens a session: iTunes' library sharing lets any
+    /// client browse as a guest (docs/protocols/daap.md, "Login").
+    pub guest_login: bool,
     /// Seed of session ids.
     pub seed: u64,
     /// When the device started: the timeline counts from here.
@@ -81,6 +87,8 @@ impl DacpConfig {
                 active: true,
                 volume: 100,
             }],
+            library: None,
+            guest_login: true,
             seed: 0,
             start,
         }

@@ -1,9 +1,12 @@
 //! The `/ctrl-int/1/…` commands of a DACP library (docs/protocols/dacp.md): the long-polled
 //! `playstatusupdate`, `nowplayingartwork`, `getproperty` / `setproperty`, the speakers, and the
-//! transport commands the player carries out.
+//! transport commands the player carries out, and `cue` / `playqueue-edit`, which play from the
+//! shared library (docs/protocols/daap.md, "Playing from the library").
 
 use super::pairing::parse_guid;
 use super::server::{DacpCore, Inner};
+use super::state::Player;
+use crate::daap::queue::{self, QueueChange};
 use crate::protocol_core::{Context, Outcome};
 use crate::wire::dmap::Item;
 use crate::wire::{Request, Response};
@@ -13,6 +16,7 @@ impl DacpCore {
     pub(super) fn ctrl(
         &self,
         inner: &mut Inner,
+        player: &mut Player,
         cmd: &str,
         req: &Request,
         cx: &mut Context<'_>,
@@ -20,31 +24,21 @@ impl DacpCore {
         let now = cx.now;
         match cmd {
             "playstatusupdate" => {
-                let asked = match req.query_param("revision-number") {
-                    None => 0,
-                    Some(v) => match v.parse::<u32>() {
-                        Ok(n) => n,
-                        Err(_) => {
-                            return self.refuse(
-                                req,
-                                400,
-                                &format!("revision-number {v:?} is not a number"),
-                                cx,
-                            )
-                        }
-                    },
+                let asked = match asked_revision(req) {
+                    Ok(n) => n,
+                    Err(why) => return self.refuse(req, 400, &why, cx),
                 };
-                if asked == inner.player.revision {
+                if asked == player.revision {
                     // Nothing new: hold the answer until the state changes.
                     return Outcome::Wait {
                         after_revision: Some(self.changes.revision()),
-                        until: inner.player.next_due(),
+                        until: player.next_due(),
                     };
                 }
-                let cmst = inner.player.cmst(now);
+                let cmst = player.cmst(now);
                 Outcome::Respond(self.dmap(req, vec![cmst]))
             }
-            "nowplayingartwork" => match inner.player.artwork() {
+            "nowplayingartwork" => match player.artwork() {
                 Some(png) => Outcome::Respond(
                     Response::new(req.protocol, 200).with_body("image/png", png.to_vec()),
                 ),
@@ -57,7 +51,7 @@ impl DacpCore {
                 };
                 let mut items = vec![Item::int(b"mstt", 200)];
                 for name in list.split(',') {
-                    match inner.player.property(name, now) {
+                    match player.property(name, now) {
                         Some(v) => items.extend(v),
                         None => cx.warn(format!("getproperty: unknown property {name:?}")),
                     }
@@ -71,7 +65,7 @@ impl DacpCore {
                     if k == "session-id" || k == "prompt-id" || k.is_empty() {
                         continue;
                     }
-                    if let Err(e) = inner.player.set_property(k, v, now) {
+                    if let Err(e) = player.set_property(k, v, now) {
                         return self.refuse(req, 400, &e, cx);
                     }
                     any = true;
@@ -118,11 +112,54 @@ impl DacpCore {
                 for s in inner.speakers.iter_mut() {
                     s.active = ids.contains(&s.id);
                 }
-                inner.player.revision = inner.player.revision.wrapping_add(1).max(1);
+                player.revision = player.revision.wrapping_add(1).max(1);
                 self.changes.bump();
                 Outcome::Respond(self.no_content(req))
             }
-            other => match inner.player.command(other, now) {
+            "cue" | "playqueue-edit" => {
+                let missing = cx.params.library_item_missing;
+                let change = match queue::change(&self.catalog, cmd, req, missing) {
+                    Ok(c) => c,
+                    Err(r) => return self.refuse(req, r.status, &r.why, cx),
+                };
+                let label = format!("{cmd} {}", req.query_param("command").unwrap_or(""));
+                let entries = |ids: &[u32]| {
+                    ids.iter()
+                        .filter_map(|id| self.catalog.track(*id))
+                        .map(|t| (t.id, t.now_playing(), t.artwork.clone()))
+                        .collect::<Vec<_>>()
+                };
+                match change {
+                    QueueChange::Replace { ids, start } => {
+                        player.load_queue(entries(&ids), start, label, now)
+                    }
+                    QueueChange::Append(ids) => player.enqueue(entries(&ids), label, now),
+                    QueueChange::Clear => player.load_queue(Vec::new(), 0, label, now),
+                    QueueChange::PlayIndex(i) => {
+                        if let Err(e) = player.play_index(i, label, now) {
+                            return self.refuse(req, 400, &e, cx);
+                        }
+                    }
+                }
+                self.changes.bump();
+                if cmd == "playqueue-edit" {
+                    return Outcome::Respond(self.no_content(req));
+                }
+                // `cue` answers `cacr{mstt 200, miid <the playing item, 0 when none>}`
+                // (docs/protocols/daap.md, "Playing from the library").
+                let playing = match player.state {
+                    super::state::PlayState::Stopped => 0,
+                    _ => player.item_id().unwrap_or(0),
+                };
+                Outcome::Respond(self.dmap(
+                    req,
+                    vec![Item::container(
+                        b"cacr",
+                        vec![Item::int(b"mstt", 200), Item::int(b"miid", playing)],
+                    )],
+                ))
+            }
+            other => match player.command(other, now) {
                 Ok(()) => {
                     self.changes.bump();
                     Outcome::Respond(self.no_content(req))
@@ -131,5 +168,16 @@ impl DacpCore {
                 Err(e) => self.refuse(req, 500, &e, cx),
             },
         }
+    }
+}
+
+/// The `revision-number` a long poll (`playstatusupdate`, DAAP `/update`) says the client has: 0
+/// when absent, or why it is not a number (docs/protocols/dacp.md).
+pub(super) fn asked_revision(req: &Request) -> Result<u32, String> {
+    match req.query_param("revision-number") {
+        None => Ok(0),
+        Some(v) => v
+            .parse()
+            .map_err(|_| format!("revision-number {v:?} is not a number")),
     }
 }

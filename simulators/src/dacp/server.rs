@@ -8,14 +8,17 @@
 //! (answered at once when N differs from the current revision, otherwise when the state
 //! changes), the transport commands, `getproperty` / `setproperty`, `nowplayingartwork`, and the
 //! speakers. pyatv needs `mlid` in `mlog`, `cmsr`, `caps` and `cmmk` in `cmst`, and a
-//! Content-Length on every reply (docs/peers.md). Bodies are gzipped when the client sends
+//! Content-Length on every reply (docs/peers.md). The same server shares the library (DAAP,
+//! [`crate::daap`]): `/databases/1/…` listings and artwork, `/update` long-polled on
+//! `revision-number`, and a guest `/login` without a pairing GUID, as iTunes' library sharing
+//! allows (docs/protocols/daap.md). Bodies are gzipped when the client sends
 //! `Accept-Encoding: gzip` (docs/protocols/dacp.md: "almost everything … is gzip
 //! or zlib compressed").
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
-use std::sync::{Mutex, MutexGuard};
-use std::time::SystemTime;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
 
 use flate2::write::GzEncoder;
 use rand::{Rng, SeedableRng};
@@ -23,7 +26,9 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 use super::pairing::{format_guid, parse_guid};
-use super::state::{Player, TimelineStep, Track};
+use super::state::{Model, Player, TimelineStep, Track};
+use crate::daap::listing::{self, Answer};
+use crate::daap::Catalog;
 use crate::protocol_core::{Changes, ConnInfo, Context, Outcome, ProtocolCore};
 use crate::wire::dmap::{self, Item};
 use crate::wire::{Request, Response};
@@ -41,22 +46,49 @@ pub struct PairedRemote {
     pub device_type: String,
 }
 
+/// Live sessions a library keeps at most. A session is the `mlid` a `/login` answers, carried by
+/// every later request (docs/protocols/dacp.md, "DACP"); a forgotten one is refused 403 like an
+/// expired one, and its remote logs in anew. Without a cap, a client that logs in for every
+/// request would grow the session table for the whole `session_timeout`.
+pub const MAX_SESSIONS: usize = 1024;
+
+/// Before a login adds a session: forgets the sessions idle longer than `timeout`, then the least
+/// recently used ones until there is room for one more under [`MAX_SESSIONS`].
+fn forget_sessions(sessions: &mut BTreeMap<u32, SystemTime>, now: SystemTime, timeout: Duration) {
+    sessions.retain(|_, last| now.duration_since(*last).unwrap_or_default() <= timeout);
+    while sessions.len() >= MAX_SESSIONS {
+        let Some(oldest) = sessions
+            .iter()
+            .min_by_key(|(id, last)| (**last, **id))
+            .map(|(id, _)| *id)
+        else {
+            break;
+        };
+        sessions.remove(&oldest);
+    }
+}
+
 pub(super) struct Inner {
-    pub(super) player: Player,
     /// Session id → last use.
     sessions: BTreeMap<u32, SystemTime>,
     paired: Vec<(u64, PairedRemote)>,
     rng: ChaCha8Rng,
     pub(super) speakers: Vec<Speaker>,
     logins: u64,
+    guest_logins: u64,
     refused_logins: u64,
 }
 
 /// The DACP server core, shared by every connection of one device.
 pub struct DacpCore {
     pub config: DacpConfig,
+    /// The shared library: `config.library`, or the now-playing queue's tracks.
+    pub catalog: Catalog,
     inner: Mutex<Inner>,
-    /// Bumped on every state change; long polls wait on it.
+    /// What is playing, shared with the device's other protocols (MRP).
+    pub now_playing: Arc<Model>,
+    /// The now-playing model's changes: bumped on every state change, by any protocol; long
+    /// polls wait on it.
     pub changes: Changes,
 }
 
@@ -87,19 +119,30 @@ enum Auth {
 impl DacpCore {
     pub fn new(config: DacpConfig) -> Self {
         let player = Player::new(&config.now_playing, config.artwork.clone(), config.start);
+        DacpCore::with_model(config, Arc::new(Model::new(player)))
+    }
+
+    /// A DACP server on a now-playing model the device shares with its other protocols.
+    pub fn with_model(config: DacpConfig, now_playing: Arc<Model>) -> Self {
         let inner = Inner {
-            player,
             sessions: BTreeMap::new(),
             paired: Vec::new(),
             rng: ChaCha8Rng::seed_from_u64(config.seed ^ 0xDAC9_DAC9),
             speakers: config.speakers.clone(),
             logins: 0,
+            guest_logins: 0,
             refused_logins: 0,
         };
+        let catalog = config
+            .library
+            .clone()
+            .unwrap_or_else(|| Catalog::from_now_playing(&config.now_playing, &config.artwork));
         DacpCore {
             config,
+            catalog,
             inner: Mutex::new(inner),
-            changes: Changes::default(),
+            changes: now_playing.changes.clone(),
+            now_playing,
         }
     }
 
@@ -130,15 +173,15 @@ impl DacpCore {
         step: Option<&TimelineStep>,
         now: SystemTime,
     ) {
-        let mut inner = self.lock();
-        inner.player.advance(now);
+        let mut player = self.now_playing.lock();
+        player.advance(now);
         if let Some(t) = track {
-            inner.player.set_current(t, now);
+            player.set_current(t, now);
         }
         if let Some(s) = step {
-            inner.player.apply(s, now);
+            player.apply(s, now);
         }
-        drop(inner);
+        drop(player);
         self.changes.bump();
     }
 
@@ -147,11 +190,15 @@ impl DacpCore {
     }
 
     /// The device's DACP state as JSON, for `state` expectations: the player's fields (see
-    /// [`Player::to_json`]) plus `paired`, `sessions`, `logins`, `refused_logins`, `speakers`.
+    /// [`Player::to_json`]) plus `paired`, `sessions`, `logins`, `guest_logins`,
+    /// `refused_logins`, `speakers`, `library_tracks`.
     pub fn state_json(&self, now: SystemTime) -> serde_json::Value {
-        let mut inner = self.lock();
-        inner.player.advance(now);
-        let mut v = inner.player.to_json(now);
+        let inner = self.lock();
+        let mut v = {
+            let mut player = self.now_playing.lock();
+            player.advance(now);
+            player.to_json(now)
+        };
         if let serde_json::Value::Object(m) = &mut v {
             m.insert(
                 "paired".into(),
@@ -160,6 +207,8 @@ impl DacpCore {
             );
             m.insert("sessions".into(), inner.sessions.len().into());
             m.insert("logins".into(), inner.logins.into());
+            m.insert("guest_logins".into(), inner.guest_logins.into());
+            m.insert("library_tracks".into(), self.catalog.tracks.len().into());
             m.insert("refused_logins".into(), inner.refused_logins.into());
             m.insert(
                 "speakers".into(),
@@ -214,7 +263,8 @@ impl DacpCore {
         };
         let now = cx.now;
         let mut inner = self.lock();
-        if inner.player.advance(now) {
+        let mut player = self.now_playing.lock();
+        if player.advance(now) {
             self.changes.bump();
         }
         if let Auth::Session = auth {
@@ -256,7 +306,24 @@ impl DacpCore {
                 Outcome::Respond(self.no_content(req))
             }
             "/update" => {
-                let rev = inner.player.revision;
+                // DAAP: `revision-number` the client has; the same as ours holds the answer until
+                // something changes (the long poll of `playstatusupdate`). 1 means "none yet"
+                // (libdmapsharing's first /update sends 1), so the database revision is the
+                // player's plus one and never 1 (docs/protocols/daap.md, "Revisions").
+                let asked = match super::ctrl::asked_revision(req) {
+                    Ok(n) => n,
+                    Err(why) => {
+                        drop(inner);
+                        return self.refuse(req, 400, &why, cx);
+                    }
+                };
+                let rev = player.revision.wrapping_add(1).max(2);
+                if asked == rev {
+                    return Outcome::Wait {
+                        after_revision: Some(self.changes.revision()),
+                        until: player.next_due(),
+                    };
+                }
                 Outcome::Respond(self.dmap(
                     req,
                     vec![Item::container(
@@ -265,22 +332,10 @@ impl DacpCore {
                     )],
                 ))
             }
-            "/databases" => {
-                let n = self.config.now_playing.tracks.len() as u32;
-                Outcome::Respond(self.dmap(
-                    req,
-                    vec![one_item_listing(
-                        b"avdb",
-                        vec![
-                            Item::int(b"miid", 1),
-                            Item::int(b"mper", self.config.library_id),
-                            Item::str(b"minm", self.config.name.clone()),
-                            Item::int(b"mimc", n),
-                            Item::int(b"mctc", 1),
-                        ],
-                    )],
-                ))
-            }
+            "/databases" => Outcome::Respond(self.dmap(
+                req,
+                listing::databases(&self.catalog, &self.config.name, self.config.library_id),
+            )),
             "/ctrl-int" => Outcome::Respond(self.dmap(
                 req,
                 vec![one_item_listing(
@@ -295,13 +350,32 @@ impl DacpCore {
                     ],
                 )],
             )),
-            _ => match path.strip_prefix("/ctrl-int/1/") {
-                Some(cmd) => self.ctrl(&mut inner, cmd, req, cx),
-                None => {
+            _ => {
+                if let Some(rest) = path.strip_prefix("/databases/") {
                     drop(inner);
-                    self.refuse(req, 404, &format!("no such path {path}"), cx)
+                    let missing = cx.params.library_item_missing;
+                    return match listing::answer(
+                        &self.catalog,
+                        &self.config.name,
+                        rest,
+                        req,
+                        missing,
+                    ) {
+                        Ok(Answer::Dmap(items)) => Outcome::Respond(self.dmap(req, items)),
+                        Ok(Answer::Image(png)) => Outcome::Respond(
+                            Response::new(req.protocol, 200).with_body("image/png", png),
+                        ),
+                        Err(r) => self.refuse(req, r.status, &r.why, cx),
+                    };
                 }
-            },
+                match path.strip_prefix("/ctrl-int/1/") {
+                    Some(cmd) => self.ctrl(&mut inner, &mut player, cmd, req, cx),
+                    None => {
+                        drop(inner);
+                        self.refuse(req, 404, &format!("no such path {path}"), cx)
+                    }
+                }
+            }
         }
     }
 
@@ -352,7 +426,8 @@ impl DacpCore {
             None => None,
         };
         let known = guid.is_some_and(|g| self.knows(inner, g));
-        if !known {
+        let guest = guid.is_none() && req.query_param("hsgid").is_none() && self.config.guest_login;
+        if !known && !guest {
             inner.refused_logins += 1;
             let why = match (guid, req.query_param("hsgid")) {
                 (Some(g), _) => format!("pairing GUID {} is not paired", format_guid(g)),
@@ -364,16 +439,20 @@ impl DacpCore {
                 Response::new(req.protocol, self.config.login_status).with_reason_text(&why),
             );
         }
+        forget_sessions(&mut inner.sessions, cx.now, self.config.session_timeout);
         let mut id: u32 = inner.rng.gen_range(1..=0x7FFF_FFFF);
         while inner.sessions.contains_key(&id) {
             id = inner.rng.gen_range(1..=0x7FFF_FFFF);
         }
         inner.sessions.insert(id, cx.now);
         inner.logins += 1;
-        cx.info(format!(
-            "login of {} → session {id}",
-            format_guid(guid.unwrap_or_default())
-        ));
+        match guid {
+            Some(g) => cx.info(format!("login of {} → session {id}", format_guid(g))),
+            None => {
+                inner.guest_logins += 1;
+                cx.info(format!("guest login → session {id}"));
+            }
+        }
         Outcome::Respond(self.dmap(
             req,
             vec![Item::container(
@@ -481,6 +560,34 @@ mod tests {
     }
 
     #[test]
+    fn a_change_by_another_protocol_wakes_a_held_playstatusupdate() {
+        let config = DacpConfig::itunes("lib", t0());
+        let player = Player::new(&config.now_playing, config.artwork.clone(), config.start);
+        let model = Arc::new(Model::new(player));
+        let svc = DacpCore::with_model(config, model.clone());
+        let sid = login(&svc);
+        let rev = model.lock().revision;
+        let uri = format!("/ctrl-int/1/playstatusupdate?revision-number={rev}&session-id={sid}");
+        let Outcome::Wait { after_revision, .. } = get(&svc, &uri, t0()) else {
+            panic!("nothing new: the poll is held");
+        };
+        // MRP (or Companion) pauses through the shared model.
+        model.with(t0(), |p| p.command("pause", t0())).unwrap();
+        assert_ne!(
+            Some(svc.changes.revision()),
+            after_revision,
+            "the held poll wakes"
+        );
+        let r = answer(get(&svc, &uri, t0()));
+        let items = dmap::decode(&r.body).unwrap();
+        assert_eq!(
+            dmap::first(&items, &[b"cmst", b"caps"]).and_then(|v| v.as_int()),
+            Some(3),
+            "paused"
+        );
+    }
+
+    #[test]
     fn known_guid_logs_in_and_unknown_gets_503() {
         let svc = DacpCore::new(DacpConfig::itunes("lib", t0()));
         let sid = login(&svc);
@@ -512,6 +619,42 @@ mod tests {
         assert_eq!(answer(get(&svc, &uri, t0())).status, 204);
         let later = t0() + Duration::from_secs(6);
         assert_eq!(answer(get(&svc, &uri, later)).status, 403);
+    }
+
+    #[test]
+    fn logins_beyond_the_session_cap_forget_the_least_recently_used_session() {
+        let svc = DacpCore::new(DacpConfig::itunes("lib", t0()));
+        let first = login(&svc);
+        let uri = |sid: u32| format!("/ctrl-int/1/pause?session-id={sid}");
+        let mut last = first;
+        for _ in 0..MAX_SESSIONS + 500 {
+            last = login(&svc);
+        }
+        let sessions = svc.state_json(t0())["sessions"].as_u64().unwrap();
+        assert_eq!(sessions, MAX_SESSIONS as u64);
+        assert_eq!(answer(get(&svc, &uri(last), t0())).status, 204);
+        let r = answer(get(&svc, &uri(first), t0()));
+        assert_eq!(r.status, 403);
+        assert!(String::from_utf8_lossy(&r.body).contains("log in again"));
+    }
+
+    #[test]
+    fn a_login_forgets_expired_sessions() {
+        let mut cfg = DacpConfig::itunes("lib", t0());
+        cfg.session_timeout = Duration::from_secs(5);
+        let svc = DacpCore::new(cfg);
+        for _ in 0..10 {
+            login(&svc);
+        }
+        assert_eq!(svc.state_json(t0())["sessions"], 10);
+        let later = t0() + Duration::from_secs(6);
+        let r = answer(get(
+            &svc,
+            "/login?pairing-guid=0x0000000000000001&hasFP=1",
+            later,
+        ));
+        assert_eq!(r.status, 200);
+        assert_eq!(svc.state_json(later)["sessions"], 1);
     }
 
     #[test]
@@ -566,6 +709,121 @@ mod tests {
         let plain = answer(get(&svc, "/server-info", t0()));
         assert!(plain.headers.get("Content-Encoding").is_none());
         assert!(dmap::decode(&plain.body).is_ok());
+    }
+
+    fn library_core() -> DacpCore {
+        let mut cfg = DacpConfig::itunes("lib", t0());
+        let lib: crate::daap::Library = serde_json::from_value(serde_json::json!({
+            "tracks": [
+                {"title": "One", "artist": "Ann", "album": "A"},
+                {"title": "Two", "artist": "Bob", "album": "B"}
+            ],
+            "playlists": [{"name": "Mix", "tracks": [2]}]
+        }))
+        .unwrap();
+        cfg.library = Some(Catalog::new(&lib, vec![Some(b"png".to_vec()), None]).unwrap());
+        DacpCore::new(cfg)
+    }
+
+    fn guest(svc: &DacpCore) -> u32 {
+        let r = answer(get(svc, "/login", t0()));
+        assert_eq!(r.status, 200);
+        let items = dmap::decode(&r.body).unwrap();
+        dmap::first(&items, &[b"mlog", b"mlid"])
+            .and_then(|v| v.as_int())
+            .unwrap() as u32
+    }
+
+    #[test]
+    fn guests_log_in_without_a_guid_only_where_allowed() {
+        let svc = library_core();
+        guest(&svc);
+        assert_eq!(svc.state_json(t0())["guest_logins"], 1);
+        let mut cfg = DacpConfig::itunes("tv", t0());
+        cfg.guest_login = false;
+        let tv = DacpCore::new(cfg);
+        assert_eq!(answer(get(&tv, "/login", t0())).status, 503);
+        // A home-sharing id is not a guest.
+        assert_eq!(answer(get(&svc, "/login?hsgid=x", t0())).status, 503);
+    }
+
+    #[test]
+    fn the_library_is_listed_behind_a_session() {
+        let svc = library_core();
+        assert_eq!(answer(get(&svc, "/databases/1/items", t0())).status, 403);
+        let sid = guest(&svc);
+        let r = answer(get(
+            &svc,
+            &format!("/databases/1/containers/2/items?session-id={sid}&meta=dmap.itemname"),
+            t0(),
+        ));
+        let items = dmap::decode(&r.body).unwrap();
+        assert_eq!(
+            dmap::first(&items, &[b"apso", b"mlcl", b"mlit", b"minm"]),
+            Some(&dmap::Value::Str("Two".into()))
+        );
+        let r = answer(get(&svc, &format!("/databases?session-id={sid}"), t0()));
+        let items = dmap::decode(&r.body).unwrap();
+        assert_eq!(
+            dmap::first(&items, &[b"avdb", b"mlcl", b"mlit", b"mctc"]),
+            Some(&dmap::Value::Int(2))
+        );
+        let art = format!("/databases/1/items/1/extra_data/artwork?session-id={sid}");
+        let r = answer(get(&svc, &art, t0()));
+        assert_eq!((r.status, r.body.as_slice()), (200, &b"png"[..]));
+        // The fault: listed, but its own request is 404.
+        let info = conn();
+        let params = CoreParams {
+            library_item_missing: Some(1),
+            ..CoreParams::default()
+        };
+        let mut cx = Context::new(&info, t0(), &params);
+        let req = Request::new("GET", &art, Protocol::Http11);
+        assert_eq!(answer(svc.handle(&mut DacpConn, &req, &mut cx)).status, 404);
+    }
+
+    #[test]
+    fn update_long_polls_the_revision_and_cue_plays_from_the_library() {
+        let svc = library_core();
+        let sid = login(&svc);
+        let r = answer(get(
+            &svc,
+            &format!("/update?session-id={sid}&revision-number=1"),
+            t0(),
+        ));
+        let items = dmap::decode(&r.body).unwrap();
+        let rev = dmap::first(&items, &[b"mupd", b"musr"])
+            .unwrap()
+            .as_int()
+            .unwrap();
+        let poll = format!("/update?session-id={sid}&revision-number={rev}&delta=0");
+        assert!(matches!(get(&svc, &poll, t0()), Outcome::Wait { .. }));
+        let cue = format!(
+            "/ctrl-int/1/cue?command=play&query=%27daap.songartist:Bob%27&session-id={sid}"
+        );
+        let r = answer(get(&svc, &cue, t0()));
+        let items = dmap::decode(&r.body).unwrap();
+        assert_eq!(
+            dmap::first(&items, &[b"cacr", b"miid"]),
+            Some(&dmap::Value::Int(2))
+        );
+        let r = answer(get(&svc, &poll, t0()));
+        let items = dmap::decode(&r.body).unwrap();
+        assert_ne!(
+            dmap::first(&items, &[b"mupd", b"musr"]).unwrap().as_int(),
+            Some(rev)
+        );
+        let state = svc.state_json(t0());
+        assert_eq!(state["title"], "Two");
+        assert_eq!(state["item_id"], 2);
+        assert_eq!(state["state"], "playing");
+        let missing = format!(
+            "/ctrl-int/1/playqueue-edit?command=add&query='dmap.itemid:9'&session-id={sid}"
+        );
+        assert_eq!(answer(get(&svc, &missing, t0())).status, 404);
+        let clear = format!("/ctrl-int/1/cue?command=clear&session-id={sid}");
+        assert_eq!(answer(get(&svc, &clear, t0())).status, 200);
+        assert_eq!(svc.state_json(t0())["state"], "stopped");
     }
 
     #[test]

@@ -17,4 +17,4 @@ pub mod session;
 pub mod state;
 
 pub use session::{RaopConfig, RaopCore};
-pub use state::RaopState;
+pub use state::{CapturePolicy, RaopState};

@@ -8,10 +8,10 @@
 
 use std::sync::{Arc, Mutex};
 
-use super::audio::{AesParams, AudioFormat, AudioReceiver};
+use super::audio::{AesParams, AudioFormat, AudioReceiver, Port};
 use super::challenge::{self, decode_b64};
 use super::keys::{self, DeviceKey};
-use super::state::{RaopState, SessionRecord};
+use super::state::{CapturePolicy, RaopState, SessionRecord};
 use crate::protocol_core::{ConnInfo, Context, Outcome, ProtocolCore, UdpRequest};
 use crate::wire::sdp::{self, Announce};
 use crate::wire::transport::Transport;
@@ -41,6 +41,8 @@ pub struct RaopConfig {
     pub seed: u64,
     /// Keys a `sign_with` fault may name, loaded once when the device starts.
     pub extra_keys: Vec<(String, Arc<DeviceKey>)>,
+    /// What the receiver keeps of each audio session (default: everything).
+    pub capture: CapturePolicy,
 }
 
 impl RaopConfig {
@@ -59,6 +61,7 @@ impl RaopConfig {
             model: "AirPort10,115".into(),
             seed: 0,
             extra_keys: Vec::new(),
+            capture: CapturePolicy::default(),
         }
     }
 
@@ -89,6 +92,9 @@ pub struct RaopConn {
     aes: Option<AesParams>,
     counts_as_active: bool,
     receiver: Option<Arc<AudioReceiver>>,
+    /// On a connection that carries only interleaved audio (the one a TCP sender opens to
+    /// `server_port`): the receiver of the session its first frame went to.
+    audio: Option<Arc<AudioReceiver>>,
 }
 
 /// The RAOP receiver core. Shared by every connection of one device.
@@ -215,17 +221,25 @@ impl RaopCore {
         let Some(transport) = req.headers.get("Transport").and_then(Transport::parse) else {
             return self.refuse(conn, req, 400, "SETUP without a valid Transport header", cx);
         };
-        if transport.is_tcp() {
-            return self.refuse(conn, req, 461, "only RTP over UDP is supported", cx);
-        }
         let announce = conn.announce.as_ref().expect("announced");
-        let receiver = Arc::new(AudioReceiver::new(
+        let mut st = self.lock();
+        let number = st.sessions_started;
+        st.sessions_started += 1;
+        let receiver = Arc::new(self.config.capture.receiver(
+            &cx.conn.device,
+            number,
             AudioFormat::from_announce(announce),
             conn.aes.clone(),
         ));
         {
-            let mut st = self.lock();
+            if let Some(keep) = self.config.capture.sessions {
+                let excess = (st.sessions.len() + 1).saturating_sub(keep.max(1));
+                for old in st.sessions.drain(..excess) {
+                    old.receiver.finish_stream();
+                }
+            }
             st.sessions.push(SessionRecord {
+                number,
                 connection: cx.conn.index,
                 peer: cx.conn.peer,
                 rtpmap: announce.rtpmap.clone(),
@@ -236,7 +250,11 @@ impl RaopCore {
                 receiver: receiver.clone(),
             });
         }
+        drop(st);
         conn.receiver = Some(receiver.clone());
+        if transport.is_tcp() {
+            return self.setup_tcp(conn, req, receiver, cx);
+        }
         Outcome::OpenUdp(vec![
             UdpRequest {
                 name: "server",
@@ -254,6 +272,36 @@ impl RaopCore {
                 lossy: false,
             },
         ])
+    }
+
+    /// SETUP with `RTP/AVP/TCP`: no UDP port opens. The answer names the channels the receiver
+    /// reads, `interleaved=0-1` whatever the offer (RFC 2326 §12.39), and its `server_port` is the
+    /// RTSP port itself, so the RTP packets arrive as interleaved frames
+    /// (RFC 2326 §10.12) either on this connection or on the second connection PulseAudio and
+    /// PipeWire open to `server_port` (docs/protocols/raop.md, "RTP over TCP").
+    fn setup_tcp(
+        &self,
+        conn: &mut RaopConn,
+        req: &Request,
+        receiver: Arc<AudioReceiver>,
+        cx: &mut Context<'_>,
+    ) -> Outcome {
+        self.lock().interleaved_to = Some(receiver);
+        let port = cx.conn.local.port();
+        let mut answer = Transport {
+            profile: "RTP/AVP/TCP".into(),
+            params: vec![
+                ("unicast".into(), None),
+                ("interleaved".into(), Some("0-1".into())),
+                ("mode".into(), Some("record".into())),
+            ],
+        };
+        answer.set("server_port", port);
+        conn.phase = Phase::Ready;
+        cx.info(format!("audio interleaved over tcp, server_port {port}"));
+        let mut r = self.respond(conn, req, 200, cx);
+        r.headers.set("Transport", answer.to_string());
+        Outcome::Respond(r)
     }
 
     fn set_parameter(&self, conn: &RaopConn, req: &Request, cx: &mut Context<'_>) -> Outcome {
@@ -340,7 +388,16 @@ impl RaopCore {
         conn.phase = Phase::Init;
         conn.announce = None;
         conn.aes = None;
-        conn.receiver = None;
+        if let Some(receiver) = conn.receiver.take() {
+            let mut st = self.lock();
+            if st
+                .interleaved_to
+                .as_ref()
+                .is_some_and(|r| Arc::ptr_eq(r, &receiver))
+            {
+                st.interleaved_to = None;
+            }
+        }
     }
 }
 
@@ -368,6 +425,7 @@ impl ProtocolCore for RaopCore {
             aes: None,
             counts_as_active: false,
             receiver: None,
+            audio: None,
         }
     }
 
@@ -473,6 +531,40 @@ impl ProtocolCore for RaopCore {
         let mut r = self.respond(conn, req, 200, cx);
         r.headers.set("Transport", answer.to_string());
         r
+    }
+
+    fn accepts_interleaved(&self, conn: &RaopConn) -> bool {
+        conn.receiver.is_some() || conn.audio.is_some() || self.lock().interleaved_to.is_some()
+    }
+
+    /// An interleaved frame: channel 0 carries RTP audio, channel 1 the control packets (sync,
+    /// retransmit replies), as `interleaved=0-1` names them (RFC 2326 §12.39). It goes to this
+    /// connection's own TCP session, else to the session the device set up last over TCP
+    /// (docs/protocols/raop.md, "RTP over TCP").
+    fn interleaved(
+        &self,
+        conn: &mut RaopConn,
+        channel: u8,
+        payload: &[u8],
+        now: std::time::SystemTime,
+    ) -> Result<(), String> {
+        let port = match channel {
+            0 => Port::Server,
+            1 => Port::Control,
+            other => return Err(format!("channel {other} is not one of interleaved=0-1")),
+        };
+        let receiver = match (&conn.receiver, &conn.audio) {
+            (Some(r), _) | (None, Some(r)) => r.clone(),
+            (None, None) => {
+                let Some(r) = self.lock().interleaved_to.clone() else {
+                    return Err("no RTP/AVP/TCP session is set up".into());
+                };
+                conn.audio = Some(r.clone());
+                r
+            }
+        };
+        receiver.on_port_datagram(port, payload, now);
+        Ok(())
     }
 
     /// The headers every RTSP response carries (docs/protocols/airplay.md): `CSeq` echoed,
@@ -634,6 +726,35 @@ mod tests {
             notes.first(),
             Some(crate::protocol_core::Note::Warning(_))
         ));
+    }
+
+    /// docs/protocols/raop.md, "RTP over TCP": no UDP port opens, the answer names channels 0-1
+    /// and the RTSP port as `server_port`, and the device knows where interleaved audio goes.
+    #[test]
+    fn setup_over_tcp_answers_at_once_with_the_rtsp_port() {
+        let (svc, mut c, info, cseq) = prepared("SETUP");
+        let mut s = req("SETUP", "rtsp://127.0.0.1/1", cseq);
+        s.headers.set(
+            "Transport",
+            "RTP/AVP/TCP;unicast;interleaved=2-3;mode=record",
+        );
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let params = CoreParams::default();
+        let mut cx = Context::new(&info, now, &params);
+        let Outcome::Respond(resp) = svc.handle(&mut c, &s, &mut cx) else {
+            panic!("a TCP SETUP opens no UDP port")
+        };
+        assert_eq!(resp.status, 200);
+        assert_eq!(
+            resp.headers.get("Transport"),
+            Some("RTP/AVP/TCP;unicast;interleaved=0-1;mode=record;server_port=5000")
+        );
+        assert_eq!(c.phase, Phase::Ready);
+        assert!(svc.state.lock().unwrap().interleaved_to.is_some());
+        assert_eq!(
+            svc.interleaved(&mut c, 2, &[0x80, 0x60], now),
+            Err("channel 2 is not one of interleaved=0-1".into())
+        );
     }
 
     #[test]

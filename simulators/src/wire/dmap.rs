@@ -3,8 +3,9 @@
 //!
 //! The wire carries no type information: whether a value is a container, an integer or a string is
 //! known only from the tag. [`TAGS`] holds the tags airtwin knows (code, readable name, type):
-//! every tag the DACP server and the pairing answer use, and every tag pyatv 0.18's DMAP client
-//! knows (its `tag_definitions.py` list). Unknown tags decode as raw bytes, never an error.
+//! every tag the DACP server, the DAAP library listings and the pairing answer use, and every tag
+//! pyatv 0.18's DMAP client knows (its `tag_definitions.py` list). Integer widths of the library
+//! fields follow libdmapsharing's content-code table (docs/protocols/daap.md). Unknown tags decode as raw bytes, never an error.
 
 use std::fmt::Write as _;
 
@@ -99,15 +100,24 @@ use Kind::{UInt as U32, ULong as U64, UShort as U16, Version as V};
 
 /// The tag table, sorted by code.
 pub static TAGS: &[TagDef] = &[
+    t(b"abpl", "daap.baseplaylist", U8),
     t(b"adbs", "daap.databasesongs", C),
     t(b"aeFP", "com.apple.itunes.req-fplay", U8),
     t(b"aeFR", "com.apple.itunes.unknown-fr", U8),
     t(b"aeGs", "com.apple.itunes.can-be-genius-seed", U8),
+    t(b"aeHV", "com.apple.itunes.has-video", U8),
+    t(b"aeMK", "com.apple.itunes.mediakind", U8),
+    t(b"aeMk", "com.apple.itunes.extended-media-kind", U32),
+    t(b"aePS", "com.apple.itunes.special-playlist", U8),
+    t(b"aeSP", "com.apple.itunes.smart-playlist", U8),
     t(b"aeSV", "com.apple.itunes.music-sharing-version", V),
     t(b"aeSX", "com.apple.itunes.unknown-sx", U64),
     t(b"aead", "com.apple.itunes.unknown-ad", D),
     t(b"aelb", "com.apple.itunes.like-button", U8),
     t(b"aels", "com.apple.itunes.liked-state", U8),
+    t(b"agac", "daap.groupalbumcount", U32),
+    t(b"agal", "daap.albumgrouping", C),
+    t(b"agar", "daap.artistgrouping", C),
     t(b"aply", "daap.databaseplaylists", C),
     t(b"apro", "daap.protocolversion", V),
     t(b"apso", "daap.playlistsongs", C),
@@ -115,18 +125,26 @@ pub static TAGS: &[TagDef] = &[
     t(b"asai", "daap.songalbumid", U64),
     t(b"asal", "daap.songalbum", S),
     t(b"asar", "daap.songartist", S),
+    t(b"asbr", "daap.songbitrate", U16),
     t(b"ascm", "daap.songcomment", S),
     t(b"ascp", "daap.songcomposer", S),
     t(b"asda", "daap.songdateadded", Dt),
     t(b"asdc", "daap.songdisccount", U16),
+    t(b"asdk", "daap.songdatakind", U8),
     t(b"asdm", "daap.songdatemodified", Dt),
     t(b"asdn", "daap.songdiscnumber", U16),
     t(b"asfm", "daap.songformat", S),
     t(b"asgn", "daap.songgenre", S),
     t(b"asgr", "com.apple.itunes.gapless-resy", U8),
+    t(b"asri", "daap.songartistid", U64),
+    t(b"assa", "daap.sortartist", S),
     t(b"asse", "com.apple.itunes.unknown-se", U64),
+    t(b"assu", "daap.sortalbum", S),
+    t(b"assz", "daap.songsize", U32),
+    t(b"astc", "daap.songtrackcount", U16),
     t(b"astm", "daap.songtime", U32),
     t(b"astn", "daap.songtracknumber", U16),
+    t(b"asul", "daap.songdataurl", S),
     t(b"asyr", "daap.songyear", U16),
     t(b"atCV", "com.apple.itunes.unknown-cv", U32),
     t(b"atSV", "com.apple.itunes.unknown-sv", V),
@@ -135,6 +153,8 @@ pub static TAGS: &[TagDef] = &[
     t(b"caar", "dacp.albumrepeat", U8),
     t(b"caas", "dacp.albumshuffle", U8),
     t(b"caci", "dacp.controlint", C),
+    // The answer to `cue` (owntone writes it; no content-codes list names it: the name is ours).
+    t(b"cacr", "dacp.cueresponse", C),
     t(b"cafe", "dacp.fullscreenenabled", U8),
     t(b"cafs", "dacp.fullscreen", U8),
     t(b"caia", "dacp.isactive", U8),
@@ -194,6 +214,7 @@ pub static TAGS: &[TagDef] = &[
     t(b"mcna", "dmap.contentcodesname", S),
     t(b"mcnm", "dmap.contentcodesnumber", S),
     t(b"mctc", "dmap.containercount", U32),
+    t(b"mcti", "dmap.containeritemid", U32),
     t(b"mdcl", "dmap.dictionary", C),
     t(b"miid", "dmap.itemid", U32),
     t(b"mikd", "dmap.itemkind", U8),
@@ -203,6 +224,7 @@ pub static TAGS: &[TagDef] = &[
     t(b"mlid", "dmap.sessionid", U32),
     t(b"mlit", "dmap.listingitem", C),
     t(b"mlog", "dmap.loginresponse", C),
+    t(b"mpco", "dmap.parentcontainerid", U32),
     t(b"mper", "dmap.persistentid", U64),
     t(b"mpro", "dmap.protocolversion", V),
     t(b"mrco", "dmap.returnedcount", U32),
@@ -225,6 +247,7 @@ pub static TAGS: &[TagDef] = &[
     t(b"mstt", "dmap.status", U32),
     t(b"msup", "dmap.supportsupdate", U8),
     t(b"mtco", "dmap.specifiedtotalcount", U32),
+    t(b"mudl", "dmap.deletedidlisting", C),
     t(b"mupd", "dmap.updateresponse", C),
     t(b"musr", "dmap.serverrevision", U32),
     t(b"muty", "dmap.updatetype", U8),
@@ -235,6 +258,12 @@ pub fn lookup(tag: &[u8; 4]) -> Option<&'static TagDef> {
     TAGS.binary_search_by(|d| d.code.cmp(tag))
         .ok()
         .map(|i| &TAGS[i])
+}
+
+/// The definition of a known tag by its readable name (`daap.songartist`), as DAAP's `meta=`
+/// parameter and query filters name them.
+pub fn lookup_name(name: &str) -> Option<&'static TagDef> {
+    TAGS.iter().find(|d| d.name == name)
 }
 
 /// The type of a known tag.

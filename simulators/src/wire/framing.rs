@@ -5,6 +5,12 @@
 //! docs/protocols/airplay.md) and httparse's request parser rejects the `RTSP/1.0` version.
 //! The header block is parsed by `httparse::parse_headers`; the body is sized by `Content-Length`
 //! (RFC 2326 §12.14: absent means no body).
+//!
+//! Two departures from the grammar are accepted, as real receivers accept them, and reported in
+//! [`Framed`] so the device can warn: lines ended by a bare LF instead of CRLF (RFC 9112 §2.2
+//! allows a recipient to; npm `airplay-js` writes every request so, docs/protocols/raop.md,
+//! "Line endings"), and an empty request URI (`TEARDOWN  RTSP/1.0`, npm `node-airtunes2`;
+//! docs/protocols/raop.md, "An empty request URI").
 
 use super::message::{Headers, Protocol, Request, Response};
 use thiserror::Error;
@@ -64,9 +70,38 @@ impl FramingError {
     }
 }
 
-/// Where the header block ends (index just past `\r\n\r\n`), if it has arrived.
-fn head_end(buf: &[u8]) -> Option<usize> {
-    buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4)
+/// Where the header block ends (index just past the empty line that closes it), if it has
+/// arrived, and whether some line of it ends in a bare LF. A line ends at LF, with or without the
+/// CR before it (RFC 9112 §2.2).
+fn head_end(buf: &[u8]) -> Option<(usize, bool)> {
+    let mut bare_lf = false;
+    let mut line_start = 0;
+    for (i, &b) in buf.iter().enumerate() {
+        if b != b'\n' {
+            continue;
+        }
+        let crlf = i > 0 && buf[i - 1] == b'\r';
+        bare_lf |= !crlf;
+        let content_end = if crlf { i - 1 } else { i };
+        if content_end == line_start {
+            return Some((i + 1, bare_lf));
+        }
+        line_start = i + 1;
+    }
+    None
+}
+
+/// A request read from the front of a buffer, with what it did that the grammar does not allow
+/// but receivers accept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Framed {
+    pub request: Request,
+    /// Bytes of the buffer it took.
+    pub used: usize,
+    /// Some line of its head ends in a bare LF instead of CRLF.
+    pub bare_lf: bool,
+    /// Its request URI is empty (`TEARDOWN  RTSP/1.0`).
+    pub empty_uri: bool,
 }
 
 /// Parses the header block (`Name: value\r\n`… `\r\n`) with httparse.
@@ -132,7 +167,8 @@ fn parse_request_line(line: &str) -> Result<(String, String, Protocol), FramingE
         && method
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-    if !method_ok || uri.is_empty() || uri.bytes().any(|b| b.is_ascii_control()) {
+    // An empty URI (two spaces) is let through: node-airtunes2's TEARDOWN (docs/protocols/raop.md).
+    if !method_ok || uri.bytes().any(|b| b.is_ascii_control()) {
         return Err(FramingError::RequestLine(truncate(line)));
     }
     let protocol = Protocol::parse(version).ok_or_else(|| {
@@ -161,7 +197,7 @@ pub struct Salvage {
 pub fn salvage(buf: &[u8]) -> Salvage {
     let head = &buf[..buf.len().min(16 * 1024)];
     let text = String::from_utf8_lossy(head);
-    let mut lines = text.split("\r\n");
+    let mut lines = text.split('\n').map(|l| l.trim_end_matches('\r'));
     let protocol = lines
         .next()
         .and_then(|l| l.rsplit(' ').next())
@@ -186,13 +222,18 @@ pub fn parse_request(
     buf: &[u8],
     limits: &Limits,
 ) -> Result<Option<(Request, usize)>, FramingError> {
+    Ok(frame_request(buf, limits)?.map(|f| (f.request, f.used)))
+}
+
+/// [`parse_request`], telling also whether the request used bare LF line ends or an empty URI.
+pub fn frame_request(buf: &[u8], limits: &Limits) -> Result<Option<Framed>, FramingError> {
     // Empty lines between messages are tolerated (RFC 9112 §2.2).
     let skip = buf
         .iter()
         .position(|&b| b != b'\r' && b != b'\n')
         .unwrap_or(buf.len());
     let buf_from = &buf[skip..];
-    let Some(end) = head_end(buf_from) else {
+    let Some((end, bare_lf)) = head_end(buf_from) else {
         if buf_from.len() > limits.max_head {
             return Err(FramingError::HeadTooLarge(limits.max_head));
         }
@@ -210,27 +251,30 @@ pub fn parse_request(
     let line_end = buf_from
         .iter()
         .position(|&b| b == b'\n')
-        .expect("head contains CRLF");
+        .expect("head contains LF");
     let line = std::str::from_utf8(&buf_from[..line_end])
         .map_err(|_| FramingError::RequestLine("not UTF-8".into()))?
         .trim_end_matches('\r');
     let (method, uri, protocol) = parse_request_line(line)?;
+    let empty_uri = uri.is_empty();
     let headers = parse_header_block(&buf_from[line_end + 1..end], limits)?;
     let len = content_length(&headers, limits)?;
     if buf_from.len() < end + len {
         return Ok(None);
     }
     let body = buf_from[end..end + len].to_vec();
-    Ok(Some((
-        Request {
+    Ok(Some(Framed {
+        request: Request {
             method,
             uri,
             protocol,
             headers,
             body,
         },
-        skip + end + len,
-    )))
+        used: skip + end + len,
+        bare_lf,
+        empty_uri,
+    }))
 }
 
 /// Reads one response from the front of `buf` (client side), same contract as [`parse_request`].
@@ -238,13 +282,13 @@ pub fn parse_response(
     buf: &[u8],
     limits: &Limits,
 ) -> Result<Option<(Response, usize)>, FramingError> {
-    let Some(end) = head_end(buf) else {
+    let Some((end, _)) = head_end(buf) else {
         if buf.len() > limits.max_head {
             return Err(FramingError::HeadTooLarge(limits.max_head));
         }
         return Ok(None);
     };
-    let line_end = buf.iter().position(|&b| b == b'\n').expect("head has CRLF");
+    let line_end = buf.iter().position(|&b| b == b'\n').expect("head has LF");
     let line = std::str::from_utf8(&buf[..line_end])
         .map_err(|_| FramingError::StatusLine("not UTF-8".into()))?
         .trim_end_matches('\r');
@@ -259,7 +303,13 @@ pub fn parse_response(
         .ok_or_else(|| FramingError::StatusLine(truncate(line)))?;
     let reason = parts.next().unwrap_or_default().to_string();
     let headers = parse_header_block(&buf[line_end + 1..end], limits)?;
-    let len = content_length(&headers, limits)?;
+    // A 1xx, 204 or 304 response ends at the empty line whatever its headers say (RFC 9112
+    // §6.3): a `Content-Length` there announces no body.
+    let len = if (100..200).contains(&status) || status == 204 || status == 304 {
+        0
+    } else {
+        content_length(&headers, limits)?
+    };
     if buf.len() < end + len {
         return Ok(None);
     }
@@ -280,6 +330,23 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    #[test]
+    fn informational_responses_have_no_body_whatever_content_length_says() {
+        // Found by the framing_response fuzz target: a 1xx re-encoded without its
+        // Content-Length must frame to the same (empty) body.
+        let bytes = b"RTSP/1.0 120 OK\r\nContent-Length: 4\r\n\r\nabcdRTSP/1.0 200 OK\r\n\r\n";
+        let (resp, used) = parse_response(bytes, &Limits::default()).unwrap().unwrap();
+        assert_eq!((resp.status, resp.body.len()), (120, 0));
+        assert_eq!(&bytes[used..used + 4], b"abcd");
+        let (no_content, _) = parse_response(
+            b"HTTP/1.1 204 No Content\r\nContent-Length: 9\r\n\r\n",
+            &Limits::default(),
+        )
+        .unwrap()
+        .unwrap();
+        assert!(no_content.body.is_empty());
+    }
+
     fn lim() -> Limits {
         Limits::default()
     }
@@ -293,6 +360,49 @@ mod tests {
         assert_eq!(req.protocol, Protocol::Rtsp10);
         assert_eq!(req.body, b"abc");
         assert_eq!(used, raw.len() - "OPTIONS".len());
+    }
+
+    #[test]
+    fn bare_lf_line_ends_frame_a_request_and_are_reported() {
+        // As npm airplay-js writes it (docs/protocols/raop.md, "Line endings").
+        let raw = b"POST /scrub?position=1.5 HTTP/1.1\nUser-Agent: MediaControl/1.0\nContent-Length: 2\n\nabGET";
+        let f = frame_request(raw, &lim()).unwrap().unwrap();
+        assert!(f.bare_lf && !f.empty_uri);
+        assert_eq!(f.request.path(), "/scrub");
+        assert_eq!(
+            f.request.headers.get("User-Agent"),
+            Some("MediaControl/1.0")
+        );
+        assert_eq!(f.request.body, b"ab");
+        assert_eq!(f.used, raw.len() - 3);
+        let mixed = b"GET /x HTTP/1.1\r\nA: 1\n\r\n";
+        let f = frame_request(mixed, &lim()).unwrap().unwrap();
+        assert!(f.bare_lf);
+        assert_eq!(f.request.headers.get("A"), Some("1"));
+        let clean = b"GET /x HTTP/1.1\r\nA: 1\r\n\r\n";
+        assert!(!frame_request(clean, &lim()).unwrap().unwrap().bare_lf);
+        let partial = b"GET /x HTTP/1.1\nA: 1\n";
+        assert_eq!(frame_request(partial, &lim()), Ok(None));
+        let resp = b"HTTP/1.1 200 OK\nContent-Length: 1\n\nz";
+        let (r, used) = parse_response(resp, &lim()).unwrap().unwrap();
+        assert_eq!(
+            (r.status, r.body.as_slice(), used),
+            (200, &b"z"[..], resp.len())
+        );
+    }
+
+    #[test]
+    fn an_empty_request_uri_frames_and_is_reported() {
+        // node-airtunes2's TEARDOWN (docs/protocols/raop.md, "An empty request URI").
+        let raw = b"TEARDOWN  RTSP/1.0\r\nCSeq: 9\r\n\r\n";
+        let f = frame_request(raw, &lim()).unwrap().unwrap();
+        assert!(f.empty_uri && !f.bare_lf);
+        assert_eq!(
+            (f.request.method.as_str(), f.request.uri.as_str()),
+            ("TEARDOWN", "")
+        );
+        assert_eq!(f.request.cseq(), Some("9"));
+        assert!(parse_request(b"TEARDOWN   RTSP/1.0\r\n\r\n", &lim()).is_err());
     }
 
     #[test]

@@ -220,9 +220,19 @@ impl Response {
     }
 
     /// Serialises the response. `Content-Length` is always written (pyatv needs it even for empty
-    /// bodies: docs/peers.md) and always matches the body.
+    /// bodies: docs/peers.md) and always matches the body, except in a 1xx response, which has no
+    /// body and must not carry it (RFC 9110 §8.6, §15.2).
     pub fn encode(&self) -> Vec<u8> {
         let mut out = format!("{} {} {}\r\n", self.protocol, self.status, self.reason).into_bytes();
+        if (100..200).contains(&self.status) {
+            for (name, value) in self.headers.iter() {
+                if !name.eq_ignore_ascii_case("Content-Length") {
+                    out.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
+                }
+            }
+            out.extend_from_slice(b"\r\n");
+            return out;
+        }
         encode_headers_and_body(&mut out, &self.headers, &self.body);
         out
     }
@@ -246,6 +256,7 @@ fn encode_headers_and_body(out: &mut Vec<u8>, headers: &Headers, body: &[u8]) {
 pub fn reason_phrase(status: u16) -> &'static str {
     match status {
         100 => "Continue",
+        101 => "Switching Protocols",
         200 => "OK",
         204 => "No Content",
         206 => "Partial Content",
@@ -274,9 +285,38 @@ pub fn reason_phrase(status: u16) -> &'static str {
     }
 }
 
+/// Decodes the `%XX` escapes of a URI component (RFC 3986 §2.1), and nothing else: a `+` stays a
+/// `+` (DAAP reads it as "and", docs/protocols/daap.md). Invalid escapes stay as they are; invalid
+/// UTF-8 is replaced.
+pub fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            let hex = std::str::from_utf8(&b[i + 1..i + 3]).ok();
+            if let Some(v) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn percent_decode_takes_escapes_only() {
+        assert_eq!(percent_decode("a%20b+c%2"), "a b+c%2");
+        assert_eq!(percent_decode("%zz%27"), "%zz'");
+        assert_eq!(percent_decode("Living%20Room"), "Living Room");
+    }
 
     #[test]
     fn path_strips_scheme_host_and_query() {

@@ -4,10 +4,13 @@ pub mod dmap;
 pub mod dns_sd;
 pub mod framing;
 pub mod hex;
+pub mod interleaved;
 pub mod message;
 pub mod plist;
 pub mod sdp;
 pub mod transport;
 
-pub use framing::{parse_request, parse_response, salvage, FramingError, Limits};
+pub use framing::{
+    frame_request, parse_request, parse_response, salvage, Framed, FramingError, Limits,
+};
 pub use message::{reason_phrase, Headers, Protocol, Request, Response};
