@@ -99,7 +99,9 @@ impl Conn {
     }
 }
 
-fn controller_id(rng: &mut ChaCha8Rng) -> Vec<u8> {
+/// A controller's pairing identifier: a UUID-shaped text drawn from the seed, as pyatv's
+/// controllers send (docs/protocols/hap.md).
+pub(crate) fn controller_id(rng: &mut ChaCha8Rng) -> Vec<u8> {
     let b: [u8; 16] = rng.gen();
     let h: String = b.iter().map(|x| format!("{x:02X}")).collect();
     format!(
@@ -111,6 +113,20 @@ fn controller_id(rng: &mut ChaCha8Rng) -> Vec<u8> {
         &h[20..]
     )
     .into_bytes()
+}
+
+/// The credentials stored at `path` by an earlier pairing, if the file exists.
+pub(crate) fn stored(path: &Option<PathBuf>) -> Result<Option<Credentials>> {
+    match path {
+        Some(p) if p.exists() => {
+            let text =
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            Ok(Some(Credentials::parse(&text).with_context(|| {
+                format!("credentials in {}", p.display())
+            })?))
+        }
+        _ => Ok(None),
+    }
 }
 
 /// PIN pair-setup M1-M6 on `conn`, checking the M4 proof and the M6 signature.
@@ -134,8 +150,13 @@ pub async fn pair_setup(
 }
 
 /// Pair-verify M1-M4 on `conn`, checking the accessory's identifier and signature; the
-/// connection is encrypted afterwards.
-pub async fn pair_verify(conn: &mut Conn, creds: Credentials, ephemeral: [u8; 32]) -> Result<()> {
+/// connection is encrypted afterwards. Returns the shared secret, the root of the keys of the
+/// session's other channels (docs/protocols/mrp.md, "Keys").
+pub async fn pair_verify(
+    conn: &mut Conn,
+    creds: Credentials,
+    ephemeral: [u8; 32],
+) -> Result<Vec<u8>> {
     let mut v = VerifyClient::new(creds, ephemeral);
     let m2 = conn.post("/pair-verify", "3", v.m1()).await?;
     let m4 = conn
@@ -143,7 +164,7 @@ pub async fn pair_verify(conn: &mut Conn, creds: Credentials, ephemeral: [u8; 32
         .await?;
     let shared = v.m4(&m4).context("pair-verify M4")?;
     conn.channel = Some(Channel::controller(&shared));
-    Ok(())
+    Ok(shared.to_vec())
 }
 
 /// Runs the client; every line it prints goes to `log` too.
@@ -166,16 +187,7 @@ pub async fn run(opts: &Options, log: &mut String) -> Result<()> {
         say("OK transient pair-setup M1-M4: M4 proof checked".into());
         conn.channel = Some(Channel::controller(&key));
     } else {
-        let stored = match &opts.credentials {
-            Some(p) if p.exists() => Some(
-                Credentials::parse(
-                    &std::fs::read_to_string(p)
-                        .with_context(|| format!("reading {}", p.display()))?,
-                )
-                .with_context(|| format!("credentials in {}", p.display()))?,
-            ),
-            _ => None,
-        };
+        let stored = stored(&opts.credentials)?;
         let creds = match stored {
             Some(c) => {
                 say(format!(

@@ -389,6 +389,7 @@ pub async fn remote(opts: RemoteOptions) -> Result<bool> {
         limits: Limits::default(),
         idle_timeout: Duration::from_secs(30),
         shutdown: stop_rx,
+        buffers: Default::default(),
     };
     shell::spawn(listener, service, cfg, "pair");
     println!(

@@ -50,6 +50,43 @@ impl Channel {
         )
     }
 
+    /// The accessory's side of the AirPlay 2 event channel: it reads what the controller seals
+    /// with the `Events-Read` key and writes with the `Events-Write` key, the same framing
+    /// (docs/protocols/airplay.md, "The event channel").
+    pub fn events_accessory(shared: &[u8]) -> Self {
+        Channel::new(
+            keys::derive(label::EVENTS_READ, shared),
+            keys::derive(label::EVENTS_WRITE, shared),
+        )
+    }
+
+    /// The controller's side of the event channel.
+    pub fn events_controller(shared: &[u8]) -> Self {
+        Channel::new(
+            keys::derive(label::EVENTS_WRITE, shared),
+            keys::derive(label::EVENTS_READ, shared),
+        )
+    }
+
+    /// The accessory's side of an MRP data stream set up with `seed` (docs/protocols/mrp.md,
+    /// "Keys"): it reads with the controller's `Output` key and writes with its `Input` key.
+    pub fn data_stream_accessory(shared: &[u8], seed: u64) -> Self {
+        let salt = format!("{}{seed}", label::DATA_STREAM_SALT);
+        Channel::new(
+            keys::derive((&salt, label::DATA_STREAM_OUTPUT), shared),
+            keys::derive((&salt, label::DATA_STREAM_INPUT), shared),
+        )
+    }
+
+    /// The controller's side of an MRP data stream.
+    pub fn data_stream_controller(shared: &[u8], seed: u64) -> Self {
+        let salt = format!("{}{seed}", label::DATA_STREAM_SALT);
+        Channel::new(
+            keys::derive((&salt, label::DATA_STREAM_INPUT), shared),
+            keys::derive((&salt, label::DATA_STREAM_OUTPUT), shared),
+        )
+    }
+
     /// The controller's side.
     pub fn controller(shared: &[u8]) -> Self {
         Channel::new(

@@ -30,6 +30,17 @@ pub mod label {
     pub const CONTROL_WRITE: (&str, &str) = ("Control-Salt", "Control-Write-Encryption-Key");
     /// …and reads with this one.
     pub const CONTROL_READ: (&str, &str) = ("Control-Salt", "Control-Read-Encryption-Key");
+    /// The AirPlay 2 event channel, named from the controller's side the other way round: the
+    /// controller writes with the `Read` key and reads with the `Write` key
+    /// (docs/protocols/airplay.md, "The event channel").
+    pub const EVENTS_READ: (&str, &str) = ("Events-Salt", "Events-Read-Encryption-Key");
+    pub const EVENTS_WRITE: (&str, &str) = ("Events-Salt", "Events-Write-Encryption-Key");
+    /// The MRP data stream (docs/protocols/mrp.md, "Keys"): the salt is this prefix followed by
+    /// the decimal `seed` of the stream's SETUP; the controller writes with the `Output` key and
+    /// reads with the `Input` key.
+    pub const DATA_STREAM_SALT: &str = "DataStream-Salt";
+    pub const DATA_STREAM_OUTPUT: &str = "DataStream-Output-Encryption-Key";
+    pub const DATA_STREAM_INPUT: &str = "DataStream-Input-Encryption-Key";
 }
 
 /// Nonce labels of the sealed pairing messages.
