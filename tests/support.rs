@@ -62,7 +62,7 @@ pub fn require_peers() {
         "pyatv is not installed ({} missing): run ci/install-peers",
         atvremote.display()
     );
-    for tool in ["pulseaudio", "pacat"] {
+    for tool in ["pulseaudio", "pacat", "pipewire", "wireplumber", "pw-play"] {
         let found = std::env::var_os("PATH")
             .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).exists()))
             .unwrap_or(false);

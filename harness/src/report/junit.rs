@@ -61,3 +61,108 @@ pub fn write(path: &Path, results: &[ScenarioResult]) -> std::io::Result<()> {
     }
     std::fs::write(path, to_xml(results))
 }
+
+/// Errors of [`merge`].
+#[derive(Debug, thiserror::Error)]
+pub enum MergeError {
+    #[error("reading {0}: {1}")]
+    Read(std::path::PathBuf, std::io::Error),
+    #[error("{0} is not JUnit XML: {1}")]
+    Parse(std::path::PathBuf, quick_junit::DeserializeError),
+    #[error("serialising the merged report: {0}")]
+    Serialize(#[from] quick_junit::SerializeError),
+}
+
+/// Merges JUnit reports (e.g. one per `--partition` shard) into one: test suites of the same
+/// name become one suite holding every case, in the order the files are given; the counts are
+/// the sums, and each suite's time (and the report's) is the sum of its cases' times.
+pub fn merge(inputs: &[std::path::PathBuf]) -> Result<String, MergeError> {
+    let mut name = None;
+    let mut suites: Vec<TestSuite> = Vec::new();
+    for path in inputs {
+        let text = std::fs::read_to_string(path).map_err(|e| MergeError::Read(path.clone(), e))?;
+        let report =
+            Report::deserialize_from_str(&text).map_err(|e| MergeError::Parse(path.clone(), e))?;
+        name.get_or_insert_with(|| report.name.clone());
+        for suite in report.test_suites {
+            let target = match suites.iter().position(|s| s.name == suite.name) {
+                Some(i) => &mut suites[i],
+                None => {
+                    let mut fresh = TestSuite::new(suite.name.clone());
+                    fresh.system_out = suite.system_out.clone();
+                    fresh.system_err = suite.system_err.clone();
+                    suites.push(fresh);
+                    suites.last_mut().expect("just pushed")
+                }
+            };
+            target.add_test_cases(suite.test_cases);
+        }
+    }
+    let mut time = std::time::Duration::ZERO;
+    for suite in &mut suites {
+        let sum = suite.test_cases.iter().filter_map(|c| c.time).sum();
+        suite.set_time(sum);
+        time += sum;
+    }
+    let mut report = Report::new(name.unwrap_or_else(|| "airtwin".into()));
+    report.set_time(time);
+    report.add_test_suites(suites);
+    Ok(report.to_string()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shard(cases: &[(&str, bool)]) -> String {
+        let mut report = Report::new("airtwin");
+        let mut suite = TestSuite::new("scenarios");
+        for (name, ok) in cases {
+            let status = if *ok {
+                TestCaseStatus::success()
+            } else {
+                let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
+                s.set_message(format!("{name} failed"));
+                s
+            };
+            let mut case = TestCase::new(*name, status);
+            case.set_time(std::time::Duration::from_millis(1500));
+            suite.add_test_case(case);
+        }
+        report.add_test_suite(suite);
+        report.to_string().unwrap()
+    }
+
+    #[test]
+    fn merge_sums_shards_into_one_suite() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.xml");
+        let b = dir.path().join("b.xml");
+        std::fs::write(&a, shard(&[("one", true), ("two", false)])).unwrap();
+        std::fs::write(&b, shard(&[("three", true)])).unwrap();
+        let merged = Report::deserialize_from_str(&merge(&[a, b]).unwrap()).unwrap();
+        assert_eq!((merged.tests, merged.failures), (3, 1));
+        assert_eq!(merged.test_suites.len(), 1);
+        let suite = &merged.test_suites[0];
+        let names: Vec<&str> = suite.test_cases.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["one", "two", "three"]);
+        assert_eq!(suite.time, Some(std::time::Duration::from_millis(4500)));
+        let failed = &suite.test_cases[1].status;
+        assert!(
+            matches!(failed, TestCaseStatus::NonSuccess { message: Some(m), .. } if m.as_str() == "two failed"),
+            "{failed:?}"
+        );
+    }
+
+    #[test]
+    fn merge_names_the_file_that_is_not_junit() {
+        let dir = tempfile::tempdir().unwrap();
+        let bad = dir.path().join("bad.xml");
+        std::fs::write(&bad, "not xml at all <").unwrap();
+        let e = merge(&[bad]).unwrap_err().to_string();
+        assert!(e.contains("bad.xml"), "{e}");
+        let missing = dir.path().join("missing.xml");
+        let e = merge(&[missing]).unwrap_err().to_string();
+        assert!(e.contains("missing.xml"), "{e}");
+    }
+}

@@ -1,7 +1,9 @@
-//! Reports of a run: one line per scenario on the console, JUnit XML, and per-scenario
-//! transcripts.
+//! Reports of a run: one line per scenario on the console, JUnit XML, per-scenario
+//! transcripts, the HTML page, and pcapng captures.
 
+pub mod html;
 pub mod junit;
+pub mod pcap;
 pub mod transcript;
 
 use crate::engine::ScenarioResult;

@@ -9,6 +9,8 @@ use std::io::Write as _;
 use std::path::Path;
 
 use airtwin_simulators::event::{Event, EventKind};
+use airtwin_simulators::raop::audio::{AudioFormat, AudioSink};
+use airtwin_simulators::raop::state::SinkFactory;
 use airtwin_simulators::wire::dmap;
 
 use crate::devices::Device;
@@ -28,6 +30,7 @@ pub fn write_all(
     let _ = writeln!(text, "scenario {} ({})", result.name, loaded.file.display());
     write_seed(&mut text, loaded, result);
     write_result(&mut text, result);
+    write_differences(&mut text, result);
     write_devices(&mut text, devices);
     text.push('\n');
     for e in &result.events {
@@ -44,6 +47,21 @@ pub fn write_all(
     std::fs::write(dir.join("result.json"), serde_json::to_vec_pretty(result)?)?;
 
     Ok(())
+}
+
+/// Differential mode: each difference from the reference with both sides (docs/differences.md).
+fn write_differences(text: &mut String, result: &ScenarioResult) {
+    for d in &result.differences {
+        let verdict = match &d.accepted {
+            Some(why) => format!("accepted: {why}"),
+            None => "NOT ACCEPTED".to_string(),
+        };
+        let _ = writeln!(
+            text,
+            "difference {} {}: fake {:?}, reference {:?} ({verdict})",
+            d.exchange, d.what, d.fake, d.reference
+        );
+    }
 }
 
 /// The report of a long-running `serve`, written as it goes: every event is appended to
@@ -109,6 +127,32 @@ impl Streamed {
         }))
     }
 
+    /// The sinks of bounded captures: session N of device D is written as it arrives to
+    /// `D-sessionN.wav` in the transcript's folder (the name `write_all` gives it).
+    pub fn audio_sinks(&self) -> std::sync::Arc<SinkFactory> {
+        let dir = self.dir.clone();
+        std::sync::Arc::new(move |device: &str, number: usize, format: &AudioFormat| {
+            let path = dir.join(format!("{device}-session{number}.wav"));
+            let spec = hound::WavSpec {
+                channels: format.channels.max(1),
+                sample_rate: format.sample_rate.max(1),
+                bits_per_sample: 16,
+                sample_format: hound::SampleFormat::Int,
+            };
+            match hound::WavWriter::create(&path, spec) {
+                Ok(writer) => Some(Box::new(WavStream {
+                    writer: Some(writer),
+                    path,
+                    unflushed: 0,
+                }) as Box<dyn AudioSink>),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot write {}; that session's audio is not kept", path.display());
+                    None
+                }
+            }
+        })
+    }
+
     /// Appends the devices, their audio sessions and the result to `transcript.txt`, and writes
     /// `result.json` (whose `events` are the ones still in memory).
     pub fn finish(&self, devices: &[Device], result: &ScenarioResult) -> std::io::Result<()> {
@@ -125,6 +169,53 @@ impl Streamed {
             self.dir.join("result.json"),
             serde_json::to_vec_pretty(result)?,
         )
+    }
+}
+
+/// One audio session's WAV file, written as the capture hands its samples on. The header's
+/// sizes are brought up to date every [`WavStream::FLUSH_EVERY`] packets and when the session
+/// ends, so the file is readable while serve runs.
+struct WavStream {
+    writer: Option<hound::WavWriter<std::io::BufWriter<std::fs::File>>>,
+    path: std::path::PathBuf,
+    unflushed: u32,
+}
+
+impl WavStream {
+    /// About 2 s of audio at 352 frames per packet and 44.1 kHz.
+    const FLUSH_EVERY: u32 = 256;
+
+    fn failed(&mut self, e: hound::Error) {
+        tracing::warn!(error = %e, "cannot write {}; it stops here", self.path.display());
+        self.writer = None;
+    }
+}
+
+impl AudioSink for WavStream {
+    fn write(&mut self, samples: &[i16]) {
+        let Some(w) = self.writer.as_mut() else {
+            return;
+        };
+        let written = samples.iter().try_for_each(|&s| w.write_sample(s));
+        let written = written.and_then(|()| {
+            self.unflushed += 1;
+            if self.unflushed >= Self::FLUSH_EVERY {
+                self.unflushed = 0;
+                w.flush()?;
+            }
+            Ok(())
+        });
+        if let Err(e) = written {
+            self.failed(e);
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Some(w) = self.writer.take() {
+            if let Err(e) = w.finalize() {
+                self.failed(e);
+            }
+        }
     }
 }
 
@@ -200,7 +291,13 @@ fn write_trailer(
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        for (i, s) in state.sessions.iter().enumerate() {
+        for s in &state.sessions {
+            let i = s.number;
+            // A bounded capture wrote its WAV as the audio came: it hands on the rest.
+            let streamed = s.receiver.capture().is_bounded();
+            if streamed {
+                s.receiver.finish_stream();
+            }
             let st = s.receiver.stats();
             let _ = writeln!(
                 *text,
@@ -221,7 +318,7 @@ fn write_trailer(
                 let _ = writeln!(*text, "   last error: {e}");
             }
             let pcm = s.receiver.pcm();
-            if st.channels > 0 && !pcm.is_empty() {
+            if !streamed && st.channels > 0 && !pcm.is_empty() {
                 let path = dir.join(format!("{}-session{i}.wav", d.name));
                 if let Err(e) = audio_match::write_wav(&path, st.channels, st.sample_rate, &pcm) {
                     tracing::warn!(error = %e, "cannot write {}", path.display());
@@ -280,6 +377,21 @@ fn render_event(out: &mut String, e: &Event) {
             let _ = writeln!(out, "{t} {who} ← {status} {reason}");
             render_headers(out, headers);
             render_body(out, body, content_type.as_deref());
+        }
+        EventKind::Pushed {
+            method,
+            uri,
+            headers,
+            body,
+            content_type,
+            ..
+        } => {
+            let _ = writeln!(out, "{t} {who} ⇐ pushed {method} {uri}");
+            render_headers(out, headers);
+            render_body(out, body, content_type.as_deref());
+        }
+        EventKind::PushAnswered { status, reason, .. } => {
+            let _ = writeln!(out, "{t} {who} ⇒ answered {status} {reason}");
         }
         EventKind::Fault {
             request,
