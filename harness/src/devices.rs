@@ -8,11 +8,13 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use airtwin_simulators::airplay::AirplayConfig;
+use airtwin_simulators::companion::CompanionConfig;
+use airtwin_simulators::daap::Catalog;
 use airtwin_simulators::dacp::pairing::parse_guid;
 use airtwin_simulators::dacp::DacpConfig;
 use airtwin_simulators::device::{AirportExpress, AppleTv, Itunes, Settings, SpotifyAp};
 use airtwin_simulators::fault::{Action, FaultPlan};
-use airtwin_simulators::raop::{keys, RaopConfig};
+use airtwin_simulators::raop::{keys, CapturePolicy, RaopConfig};
 use airtwin_simulators::shell::Recorder;
 use airtwin_simulators::spotify_ap::identity::Identity;
 use airtwin_simulators::spotify_ap::mercury;
@@ -22,7 +24,7 @@ use tokio::sync::watch;
 
 pub use airtwin_simulators::device::{parse_mac, Device, Parts, ReadyDevice, LOOPBACK};
 
-use crate::scenario::model::Generation;
+use crate::scenario::model::{Generation, Power};
 use crate::scenario::{DeviceKind, DeviceSpec};
 
 /// The address a device listens on: its scenario `address`, else [`LOOPBACK`].
@@ -38,6 +40,12 @@ pub struct RunContext {
     pub shutdown: watch::Receiver<bool>,
     /// Folder relative key paths are resolved against.
     pub base_dir: std::path::PathBuf,
+    /// What RAOP receivers keep of their audio sessions: everything for `airtwin run`, a
+    /// window streamed to `--out` for `serve`.
+    pub capture: CapturePolicy,
+    /// Buffer budget every device of the run shares (`serve --buffer-budget`); each device has
+    /// its own default one when absent.
+    pub buffers: Option<Arc<airtwin_simulators::buffer_budget::BufferBudget>>,
 }
 
 fn resolve_key(source: &str, base: &Path) -> String {
@@ -66,6 +74,7 @@ fn settings(spec: &DeviceSpec, run: &RunContext) -> Result<Settings> {
         recorder: Some(run.recorder.clone()),
         plan: Some(run.plan.clone()),
         shutdown: Some(run.shutdown.clone()),
+        buffers: run.buffers.clone(),
         ..Settings::new(&spec.name)
     })
 }
@@ -84,14 +93,17 @@ pub async fn start(spec: &DeviceSpec, run: &RunContext) -> Result<Device> {
         DeviceKind::AppleTv => {
             let airplay = apple_tv_config(spec, run)?;
             let raop = apple_tv_raop_config(&airplay, spec, run)?;
-            AppleTv::builder()
+            let mut tv = AppleTv::builder()
                 .settings(settings)
                 .raop(raop)
-                .airplay(airplay)
                 .dacp(dacp_config(spec, run)?)
-                .dacp_port(spec.dacp.as_ref().map_or(0, |d| d.port))
-                .spawn()
-                .await?
+                .dacp_port(spec.dacp.as_ref().map_or(0, |d| d.port));
+            if let Some(companion) = companion_config(&airplay, spec, run)? {
+                tv = tv
+                    .companion(companion)
+                    .companion_port(spec.companion.as_ref().map_or(0, |c| c.port));
+            }
+            tv.airplay(airplay).spawn().await?
         }
         DeviceKind::Itunes => {
             Itunes::builder()
@@ -190,6 +202,50 @@ fn identity_key(spec: &DeviceSpec, run: &RunContext) -> Result<Option<Arc<keys::
     Ok(Some(Arc::new(key)))
 }
 
+/// The Companion side of an `apple-tv` entry: the 4K's defaults from its AirPlay side, then its
+/// `companion` settings; `None` for an Apple TV 3, which refuses `companion` settings.
+fn companion_config(
+    airplay: &AirplayConfig,
+    spec: &DeviceSpec,
+    run: &RunContext,
+) -> Result<Option<CompanionConfig>> {
+    let Some(mut config) = AppleTv::companion(airplay, run.seed) else {
+        if spec.companion.is_some() {
+            bail!(
+                "device {}: companion needs identity.generation: 4k",
+                spec.name
+            );
+        }
+        return Ok(None);
+    };
+    let Some(c) = &spec.companion else {
+        return Ok(Some(config));
+    };
+    if let Some(apps) = &c.apps {
+        config.apps = apps.clone();
+        if !apps
+            .iter()
+            .any(|a| Some(&a.bundle_id) == config.current_app.as_ref())
+        {
+            config.current_app = apps.first().map(|a| a.bundle_id.clone());
+        }
+    }
+    if let Some(app) = &c.current_app {
+        if !config.apps.iter().any(|a| &a.bundle_id == app) {
+            bail!(
+                "device {}: companion.current_app {app:?} is not one of companion.apps",
+                spec.name
+            );
+        }
+        config.current_app = Some(app.clone());
+    }
+    if let Some(p) = c.power {
+        config.awake = p == Power::On;
+    }
+    config.text_field = c.text_field.clone();
+    Ok(Some(config))
+}
+
 /// The AirPlay side of an `apple-tv` entry: the kind's defaults, then its `identity`.
 fn apple_tv_config(spec: &DeviceSpec, run: &RunContext) -> Result<AirplayConfig> {
     let id = &spec.identity;
@@ -270,6 +326,7 @@ fn apple_tv_raop_config(
         raop.max_sessions = n;
     }
     raop.extra_keys = sign_with_keys(run)?;
+    raop.capture = run.capture.clone();
     Ok(raop)
 }
 
@@ -294,6 +351,7 @@ fn airport_express_config(spec: &DeviceSpec, run: &RunContext) -> Result<RaopCon
         config.max_sessions = n;
     }
     config.extra_keys = sign_with_keys(run)?;
+    config.capture = run.capture.clone();
     Ok(config)
 }
 
@@ -301,9 +359,13 @@ fn airport_express_config(spec: &DeviceSpec, run: &RunContext) -> Result<RaopCon
 /// kind's defaults, then its `dacp` settings.
 pub fn dacp_config(spec: &DeviceSpec, run: &RunContext) -> Result<DacpConfig> {
     let mut config = Itunes::library(&spec.name, run.seed, SystemTime::now());
+    config.guest_login = spec.kind == DeviceKind::Itunes;
     let Some(d) = &spec.dacp else {
         return Ok(config);
     };
+    if let Some(g) = d.guest_login {
+        config.guest_login = g;
+    }
     if let Some(list) = &d.known_guids {
         config.known_guids = list
             .iter()
@@ -349,6 +411,23 @@ pub fn dacp_config(spec: &DeviceSpec, run: &RunContext) -> Result<DacpConfig> {
             }
         })
         .collect::<Result<_>>()?;
+    if let Some(lib) = &d.library {
+        let artwork = lib
+            .tracks
+            .iter()
+            .map(|t| match &t.artwork {
+                None => Ok(None),
+                Some(p) => {
+                    let path = run.base_dir.join(p);
+                    std::fs::read(&path).map(Some).with_context(|| {
+                        format!("device {}: library artwork {}", spec.name, path.display())
+                    })
+                }
+            })
+            .collect::<Result<Vec<_>>>()?;
+        config.library =
+            Some(Catalog::new(lib, artwork).with_context(|| format!("device {}", spec.name))?);
+    }
     Ok(config)
 }
 
@@ -364,6 +443,8 @@ mod tests {
             seed: 7,
             shutdown: rx,
             base_dir: ".".into(),
+            capture: Default::default(),
+            buffers: None,
         };
         (ctx, tx)
     }
@@ -380,6 +461,37 @@ mod tests {
             assert_eq!(device.ready().kind, *name);
             assert_ne!(device.port(), 0);
         }
+    }
+
+    #[tokio::test]
+    async fn a_4k_serves_companion_from_its_settings_and_a_3_refuses_them() {
+        let (ctx, _stop) = run();
+        let spec: DeviceSpec = serde_yaml::from_str(
+            "{kind: apple-tv, name: tv, identity: {generation: 4k, pin: '1357'}, companion: \
+             {apps: [{bundle_id: a.b, name: AB}, {bundle_id: c.d, name: CD}], current_app: c.d, \
+             power: 'off'}}",
+        )
+        .unwrap();
+        let tv = start(&spec, &ctx).await.unwrap();
+        assert_ne!(tv.ready().ports["companion"], 0);
+        let c = tv.state_value("companion");
+        assert_eq!(c["apps"], serde_json::json!(["a.b", "c.d"]));
+        assert_eq!(c["current_app"], "c.d");
+        assert_eq!(c["power"], "off");
+        assert_eq!(c["pin"], "1357");
+        let bad: DeviceSpec = serde_yaml::from_str(
+            "{kind: apple-tv, name: tv, identity: {generation: 4k}, companion: {current_app: x}}",
+        )
+        .unwrap();
+        let e = format!("{:#}", start(&bad, &ctx).await.err().expect("refused"));
+        assert!(
+            e.contains("companion.current_app \"x\" is not one of"),
+            "{e}"
+        );
+        let three: DeviceSpec =
+            serde_yaml::from_str("{kind: apple-tv, name: tv, companion: {}}").unwrap();
+        let e = format!("{:#}", start(&three, &ctx).await.err().expect("refused"));
+        assert!(e.contains("companion needs identity.generation: 4k"), "{e}");
     }
 
     #[tokio::test]

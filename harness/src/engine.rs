@@ -31,10 +31,13 @@ pub struct RunOptions {
     pub peers: Option<PathBuf>,
     /// Replaces every scenario's `discovery` mode (`--discovery`).
     pub discovery: Option<crate::discovery::DiscoveryMode>,
+    /// Keep the datagrams and byte-stream bytes the devices saw (`--pcap`), within
+    /// [`PacketLog::DEFAULT_BUDGET`](airtwin_simulators::packet_log::PacketLog::DEFAULT_BUDGET).
+    pub log_packets: bool,
 }
 
 /// A failed expectation.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
 pub struct Failure {
     /// Which expectation, e.g. `expect[2] audio kitchen`.
     pub what: String,
@@ -58,8 +61,14 @@ pub struct ScenarioResult {
     pub clients: Vec<(String, ClientOutcome)>,
     /// Where the transcript went, if `--out` was given.
     pub out_dir: Option<PathBuf>,
+    /// Differential mode: every difference from the reference, accepted ones included.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub differences: Vec<crate::differential::Difference>,
     #[serde(skip)]
     pub events: Vec<Event>,
+    /// With [`RunOptions::log_packets`]: the packets logged (oldest dropped past the budget).
+    #[serde(skip)]
+    pub packets: airtwin_simulators::packet_log::Logged,
 }
 
 fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -80,7 +89,9 @@ impl ScenarioResult {
             interrupted: false,
             clients: Vec::new(),
             out_dir,
+            differences: Vec::new(),
             events: Vec::new(),
+            packets: Default::default(),
         }
     }
 
@@ -106,10 +117,13 @@ pub async fn run(
     async move {
         let started = Instant::now();
         let seed = opts.seed.unwrap_or(scenario.seed);
-        if scenario.netns && !crate::netns::inside() {
+        if crate::netns::needed(scenario) && !crate::netns::inside() {
             return crate::netns::run_scenario(loaded, opts, seed, cancel).await;
         }
         let recorder = Recorder::shared();
+        if opts.log_packets {
+            recorder.log_packets(airtwin_simulators::packet_log::PacketLog::DEFAULT_BUDGET);
+        }
         let plan = Arc::new(FaultPlan::new(seed, scenario.faults.clone()));
         let (stop_tx, stop_rx) = watch::channel(false);
         let ctx = RunContext {
@@ -118,6 +132,8 @@ pub async fn run(
             seed,
             shutdown: stop_rx,
             base_dir: loaded.dir(),
+            capture: Default::default(),
+            buffers: None,
         };
         let out_dir = opts.out.as_ref().map(|o| o.join(&scenario.name));
         if let Some(d) = &out_dir {
@@ -162,18 +178,37 @@ pub async fn run(
                 vars.set("discovery.port", port.to_string());
                 vars.set("discovery.address", "127.0.0.1");
             }
-            for client in &scenario.clients {
+            let mut differential = None;
+            if let Some(kind) = scenario.reference {
+                match crate::differential::run::Pass::start(kind, &devices, &vars, opts, loaded, out_dir.as_deref()).await {
+                    Ok(pass) => {
+                        pass.redirect_to_fake(&mut vars);
+                        differential = Some(pass);
+                    }
+                    Err(e) => result.error = Some(format!("differential mode: {e:#}")),
+                }
+            }
+            let redirect = differential.as_ref().map(|p| p.fake_redirect());
+            for client in scenario.clients.iter().filter(|_| result.error.is_none()) {
                 if *cancel.borrow() {
                     result.interrupted = true;
                     break;
                 }
-                let outcome = run_client(loaded, client, &devices, &vars, seed, cancel.clone()).await;
+                let outcome = run_client(loaded, client, &devices, &vars, seed, redirect.as_ref(), cancel.clone()).await;
                 info!(client = %client.name, exit = ?outcome.exit, timed_out = outcome.timed_out, "client done");
                 let interrupted = outcome.interrupted;
                 result.clients.push((client.name.clone(), outcome));
                 if interrupted {
                     result.interrupted = true;
                     break;
+                }
+            }
+            if let Some(pass) = differential.take() {
+                if result.error.is_none() && !result.interrupted {
+                    pass.run_reference(loaded, &devices, &vars, seed, &cancel, &mut result)
+                        .await;
+                } else {
+                    pass.stop().await;
                 }
             }
             // Datagrams still in flight when the client returns.
@@ -188,11 +223,14 @@ pub async fn run(
             d.abort();
         }
         result.events = recorder.snapshot();
+        result.packets = recorder.take_packets();
         if result.interrupted && result.error.is_none() {
             result.error = Some("interrupted".into());
         }
         if result.error.is_none() {
+            let differences = std::mem::take(&mut result.failures);
             result.failures = expect::evaluate(loaded, &devices, &result);
+            result.failures.extend(differences);
         }
         result.passed = result.error.is_none() && result.failures.is_empty();
         result.duration = started.elapsed();
@@ -225,8 +263,9 @@ pub fn variables(
                 port.to_string(),
             );
         }
-        if let Some(mac) = d.ready().identity.get("mac") {
-            v.set(format!("device.{}.mac", d.name), mac.clone());
+        // The ready file's identity facts: `mac`, a Spotify AP's `public_key` PEM…
+        for (key, value) in d.ready().identity {
+            v.set(format!("device.{}.{key}", d.name), value);
         }
     }
     let peers = opts
@@ -269,12 +308,13 @@ pub fn project_root(from: &Path) -> Option<PathBuf> {
         .map(Path::to_path_buf)
 }
 
-async fn run_client(
+pub(crate) async fn run_client(
     loaded: &Loaded,
     client: &crate::scenario::ClientSpec,
     devices: &[Device],
     vars: &Vars,
     seed: u64,
+    redirect: Option<&crate::differential::run::Redirect>,
     cancel: watch::Receiver<bool>,
 ) -> ClientOutcome {
     let timeout = Duration::from_secs_f64(client.timeout);
@@ -300,10 +340,19 @@ async fn run_client(
                     Duration::ZERO,
                 );
             };
-            let opts = match clients::raop::Options::from_spec(spec, loaded, device, seed) {
+            let mut opts = match clients::raop::Options::from_spec(spec, loaded, device, seed) {
                 Ok(o) => o,
                 Err(e) => return ClientOutcome::failed_to_start(format!("{e:#}"), Duration::ZERO),
             };
+            if let Some(r) = redirect.filter(|r| r.device == spec.to) {
+                opts.addr = r.addr;
+                if let Some(key) = &r.verify_key {
+                    opts.verify_key = key.clone();
+                }
+                if let Some(mac) = r.verify_mac {
+                    opts.mac = mac;
+                }
+            }
             clients::run_in_process(opts, timeout, cancel).await
         }
         ClientKind::Airplay(spec) => {
@@ -313,10 +362,13 @@ async fn run_client(
                     Duration::ZERO,
                 );
             };
-            let opts = match clients::airplay::Options::from_spec(spec, loaded, device, seed) {
+            let mut opts = match clients::airplay::Options::from_spec(spec, loaded, device, seed) {
                 Ok(o) => o,
                 Err(e) => return ClientOutcome::failed_to_start(format!("{e:#}"), Duration::ZERO),
             };
+            if let Some(r) = redirect.filter(|r| r.device == spec.to) {
+                opts.addr = r.addr;
+            }
             clients::run_in_process(opts, timeout, cancel).await
         }
         ClientKind::Dacp(spec) => {

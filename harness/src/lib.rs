@@ -5,6 +5,7 @@ pub mod bench;
 pub mod cli;
 pub mod clients;
 pub mod devices;
+pub mod differential;
 pub mod discovery;
 pub mod engine;
 pub mod expect;

@@ -19,7 +19,9 @@
 //! | [`wire`] | codecs: RTSP/HTTP framing and messages, SDP, `Transport`, DMAP, plists, DNS-SD answers |
 //! | [`raop`] | the AirTunes v2 receiver (RSA challenge, ANNOUNCE keys, RTP audio) and the sending half |
 //! | [`airplay`] | the Apple TV's AirPlay port: `/info`, FairPlay `fp-setup`, the video API |
+//! | [`companion`] | Companion on an Apple TV 4K: frames, OPACK, pairing through HAP, apps, power, HID |
 //! | [`dacp`] | the DACP/DMAP library server, now-playing state, pairing, a fake remote |
+//! | [`daap`] | the shared library (DAAP): tracks, playlists, artwork, queries, playing from it |
 //! | [`spotify_ap`] | a Spotify access point and its client: apresolve, the DH/Shannon handshake, login, Ping, Mercury |
 //! | [`fault`] | the one fault table, its validation, the seeded plan, response edits |
 //! | [`connection`] | the sans-IO connection driver: framing, the fault seam, events |
@@ -52,13 +54,19 @@
 //! ```
 
 pub mod airplay;
+pub mod buffer_budget;
+pub mod companion;
 pub mod connection;
+pub mod daap;
 pub mod dacp;
 #[cfg(feature = "shell")]
 pub mod device;
 pub mod event;
 pub mod fault;
 pub mod hap;
+pub mod mrp;
+pub mod now_playing;
+pub mod packet_log;
 pub mod protocol_core;
 pub mod raop;
 pub mod seed;

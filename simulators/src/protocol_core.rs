@@ -12,6 +12,19 @@ use std::time::SystemTime;
 use crate::fault::CoreParams;
 use crate::wire::{Request, Response};
 
+/// Entries a core keeps of a history list in its state (commands carried out, logins, FairPlay
+/// modes): the latest ones, so a device that runs for days stays flat while a scenario (far
+/// shorter) sees them all.
+pub const HISTORY_KEPT: usize = 1000;
+
+/// Appends `item` to a history list, forgetting the oldest entry beyond [`HISTORY_KEPT`].
+pub fn remember<T>(list: &mut Vec<T>, item: T) {
+    if list.len() >= HISTORY_KEPT {
+        list.drain(..=list.len() - HISTORY_KEPT);
+    }
+    list.push(item);
+}
+
 /// Facts about one TCP connection, fixed for its life.
 #[derive(Debug, Clone)]
 pub struct ConnInfo {
@@ -79,6 +92,12 @@ impl<'a> Context<'a> {
 pub trait DatagramHandler: Send + Sync {
     /// Handles one datagram from `from`; returns datagrams to send back to `from`.
     fn on_datagram(&self, bytes: &[u8], from: SocketAddr, now: SystemTime) -> Vec<Vec<u8>>;
+
+    /// The datagram with its encrypted part decrypted, for captures ([`crate::packet_log`]);
+    /// `None` (the default): it is not encrypted, or cannot be read.
+    fn plaintext(&self, _bytes: &[u8]) -> Option<Vec<u8>> {
+        None
+    }
 }
 
 /// A UDP port a core needs, named for the transcript and the answer (`server`, `control`, `timing`).
@@ -89,6 +108,25 @@ pub struct UdpRequest {
     pub lossy: bool,
 }
 
+/// A TCP port a core needs beside its own (the AirPlay 2 event channel, docs/protocols/airplay.md
+/// "AirPlay 2 audio"): the shell listens on the device's address, and drives every connection it
+/// accepts there with the [`StreamConn`](crate::stream_core::StreamConn) that `accept` makes,
+/// through the same fault seam as the device's own streams. The listener stops when the
+/// connection that asked for it ends.
+pub struct TcpRequest {
+    /// The port's name for the transcript and the answer (`event`).
+    pub name: &'static str,
+    /// What the transcript calls the framing on that port.
+    pub protocol: &'static str,
+    pub accept: crate::stream_core::Accept,
+}
+
+/// A port a core asks the shell to open, UDP or TCP.
+pub enum PortRequest {
+    Udp(UdpRequest),
+    Tcp(TcpRequest),
+}
+
 /// What a core does with one request.
 pub enum Outcome {
     /// Send this response.
@@ -96,6 +134,9 @@ pub enum Outcome {
     /// Open these UDP ports on the device's address, then call [`ProtocolCore::complete`] with their
     /// port numbers, in order, to get the response (RAOP SETUP).
     OpenUdp(Vec<UdpRequest>),
+    /// Open these ports, UDP or TCP, then call [`ProtocolCore::complete`] with their port numbers,
+    /// in order (AirPlay 2 SETUP: the event channel, the audio data and control ports).
+    OpenPorts(Vec<PortRequest>),
     /// Send this response, then close the connection.
     RespondAndClose(Response),
     /// Answer later (a long poll, a slow device). The shell waits until the device's [`Changes`]
@@ -107,6 +148,22 @@ pub enum Outcome {
         after_revision: Option<u64>,
         until: Option<SystemTime>,
     },
+    /// Send this response (`101 Switching Protocols` to `Upgrade: PTTH/1.0`), after which the
+    /// connection runs the other way: the device sends the requests [`ProtocolCore::push`] gives,
+    /// one at a time, and reads the peer's response to each (reverse HTTP,
+    /// docs/protocols/airplay.md, "The reverse event channel").
+    Reverse(Response),
+}
+
+/// What a core sends next on a reversed connection ([`Outcome::Reverse`]).
+#[derive(Debug)]
+pub enum Push {
+    /// Send this request; the driver reads its response before asking again.
+    Send(Request),
+    /// Nothing to send now: ask again when the core's [`Changes`] revision moves, or at `until`.
+    Idle { until: Option<SystemTime> },
+    /// Close the connection for this reason.
+    Close(String),
 }
 
 /// Called with the new revision on every [`Changes::bump`]; the shell registers one to wake its
@@ -202,6 +259,31 @@ pub trait ProtocolCore: Send + Sync + 'static {
         )
     }
 
+    /// Whether a `$` where a request would start is an interleaved frame (RFC 2326 §10.12) on
+    /// this connection: only once an `RTP/AVP/TCP` session is set up on the device
+    /// (docs/protocols/raop.md, "RTP over TCP"). Otherwise the byte starts a malformed request
+    /// and gets the framing error any junk gets. Cores that carry no RTP over TCP keep this
+    /// default.
+    fn accepts_interleaved(&self, state: &Self::Conn) -> bool {
+        let _ = state;
+        false
+    }
+
+    /// One interleaved frame (RFC 2326 §10.12) received on this connection where a request would
+    /// start: `payload` is an RTP or RTCP packet on `channel`. `Err` says why it was not used; the
+    /// connection records the first such reason as a warning. Cores that carry no RTP over TCP
+    /// keep this default.
+    fn interleaved(
+        &self,
+        state: &mut Self::Conn,
+        channel: u8,
+        payload: &[u8],
+        now: SystemTime,
+    ) -> Result<(), String> {
+        let _ = (state, channel, payload, now);
+        Err("this device takes no interleaved RTP".into())
+    }
+
     /// Adds the headers every response of this device carries (e.g. RTSP `CSeq`, `Server`) to
     /// responses the core did not make: fault `respond` answers and framing errors.
     fn decorate(
@@ -214,6 +296,25 @@ pub trait ProtocolCore: Send + Sync + 'static {
 
     /// Called when the connection ends, whatever the reason.
     fn close(&self, state: Self::Conn);
+
+    /// On a reversed connection ([`Outcome::Reverse`]): the next request the device sends. Called
+    /// once the connection is reversed, after each response the peer sends, when the revision
+    /// moves and at the time of [`Push::Idle`]. Cores that never reverse keep this default.
+    fn push(&self, state: &mut Self::Conn, cx: &mut Context<'_>) -> Push {
+        let _ = (state, cx);
+        Push::Close("this device never reverses a connection".into())
+    }
+
+    /// On a reversed connection: the peer's `response` to the pushed request `pushed`.
+    fn pushed_answer(
+        &self,
+        state: &mut Self::Conn,
+        pushed: &Request,
+        response: &Response,
+        cx: &mut Context<'_>,
+    ) {
+        let _ = (state, pushed, response, cx);
+    }
 
     /// A response of this device with `status` and the headers all its responses carry
     /// ([`ProtocolCore::decorate`]).
@@ -242,7 +343,17 @@ mod tests {
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::Arc;
 
-    use super::Changes;
+    use super::{remember, Changes, HISTORY_KEPT};
+
+    #[test]
+    fn a_history_list_keeps_the_latest_entries() {
+        let mut list = Vec::new();
+        for i in 0..HISTORY_KEPT + 10 {
+            remember(&mut list, i);
+        }
+        assert_eq!(list.len(), HISTORY_KEPT);
+        assert_eq!((list[0], *list.last().unwrap()), (10, HISTORY_KEPT + 9));
+    }
 
     #[test]
     fn a_bump_raises_the_revision_and_calls_every_wake_with_it() {

@@ -5,7 +5,7 @@
 //! ([`FaultPlan::on_request`], the transmit's name as the `method`, its number on the connection
 //! as the `request`): `delay` holds it (and what follows it), `drop` closes without it, `reset`
 //! closes with RST, `stall` keeps the connection open and silent, `truncate` and `corrupt` edit
-//! its bytes. Every frame the core decodes or makes becomes a request- or response-like event.
+//! its bytes, `corrupt_encrypted_block` flips a bit of the first sealed block. Every frame the core decodes or makes becomes a request- or response-like event.
 
 use std::collections::VecDeque;
 use std::time::{Duration, SystemTime};
@@ -14,9 +14,11 @@ use tracing::{info, warn};
 
 use crate::connection::{End, PROTOCOL_WARNING_TARGET};
 use crate::event::EventKind;
-use crate::fault::{apply_edits, FaultPlan, Preempt, RequestFacts};
+use crate::fault::{apply_edits, FaultPlan, Preempt, RequestFacts, Verdict};
+use crate::hap::channel::BLOCK;
+use crate::hap::keys::TAG_LEN;
 use crate::protocol_core::ConnInfo;
-use crate::stream_core::{NamedTransmit, StreamConn, StreamCore, StreamEvent};
+use crate::stream_core::{NamedTransmit, Plaintext, StreamConn, StreamCore, StreamEvent};
 use crate::wire::{Protocol, Response};
 use std::sync::Arc;
 
@@ -83,6 +85,16 @@ impl<C: StreamCore> StreamConnection<C> {
         &self.info
     }
 
+    /// From now on, the core keeps the plaintext of each message ([`StreamConn::log_plaintext`]).
+    pub fn log_plaintext(&mut self) {
+        self.conn.log_plaintext();
+    }
+
+    /// The next message's plaintext the core kept, in order.
+    pub fn poll_plaintext(&mut self) -> Option<Plaintext> {
+        self.conn.poll_plaintext()
+    }
+
     /// Bytes read from the peer at `now`.
     pub fn receive(&mut self, bytes: &[u8], now: SystemTime) {
         if !matches!(self.phase, Phase::Open) {
@@ -91,6 +103,20 @@ impl<C: StreamCore> StreamConnection<C> {
         self.idle_since = now;
         self.conn.handle_input(bytes, now);
         self.pump(now);
+    }
+
+    /// Bytes this connection holds for the peer: transmits held by a fault and not yet written.
+    /// (The core's own input buffer is capped by its framing: docs/protocols/spotify-ap.md.)
+    pub fn buffered(&self) -> usize {
+        self.transmit.len() + self.held.iter().map(|(_, b)| b.len()).sum::<usize>()
+    }
+
+    /// The device's buffers are full ([`crate::buffer_budget`]): a byte stream has no status to
+    /// answer with, so the connection closes.
+    pub fn overloaded(&mut self) {
+        self.held.clear();
+        self.transmit = Vec::new();
+        self.abort("device buffers full");
     }
 
     /// The peer closed its side.
@@ -118,7 +144,10 @@ impl<C: StreamCore> StreamConnection<C> {
         if !matches!(self.phase, Phase::Open) {
             return;
         }
-        if self.held.is_empty() && now >= self.idle_since + self.idle_timeout {
+        if self.held.is_empty()
+            && self.conn.idles_out()
+            && now >= self.idle_since + self.idle_timeout
+        {
             info!(
                 timeout_ms = self.idle_timeout.as_millis() as u64,
                 "idle timeout, closing"
@@ -148,7 +177,9 @@ impl<C: StreamCore> StreamConnection<C> {
             return None;
         }
         [
-            Some(self.idle_since + self.idle_timeout),
+            self.conn
+                .idles_out()
+                .then_some(self.idle_since + self.idle_timeout),
             self.conn.poll_timeout(),
             self.held.front().map(|(t, _)| *t),
         ]
@@ -186,11 +217,19 @@ impl<C: StreamCore> StreamConnection<C> {
         while let Some(event) = self.conn.poll_event() {
             self.record(event);
         }
-        while let Some(t) = self.conn.poll_transmit() {
-            if !matches!(self.phase, Phase::Open) {
-                break;
+        while matches!(self.phase, Phase::Open) {
+            let early = self.conn.next_transmit().map(|name| self.verdict(&name));
+            if let Some(v) = &early {
+                self.conn.prepare(&v.params);
             }
-            self.seam(t, now);
+            let Some(t) = self.conn.poll_transmit() else {
+                break;
+            };
+            let verdict = match early {
+                Some(v) => v,
+                None => self.verdict(&t.name),
+            };
+            self.seam(t, verdict, now);
         }
         while let Some(event) = self.conn.poll_event() {
             self.record(event);
@@ -209,17 +248,22 @@ impl<C: StreamCore> StreamConnection<C> {
         }
     }
 
-    /// One named transmit through the fault seam.
-    fn seam(&mut self, t: NamedTransmit, now: SystemTime) {
+    /// The fault seam's verdict on the next transmit, named `name`.
+    fn verdict(&mut self, name: &str) -> Verdict {
         let index = self.transmits;
         self.transmits += 1;
-        let mut verdict = self.plan.on_request(&RequestFacts {
+        self.plan.on_request(&RequestFacts {
             device: &self.info.device,
             connection: self.info.index,
             request: index,
-            method: &t.name,
+            method: name,
             path: "",
-        });
+        })
+    }
+
+    /// One named transmit through the fault seam.
+    fn seam(&mut self, t: NamedTransmit, mut verdict: Verdict, now: SystemTime) {
+        let index = self.transmits - 1;
         for a in &verdict.applied {
             info!(fault = a.fault, action = %a.action, frame = %t.name, "fault applied");
             self.events.push_back(EventKind::Fault {
@@ -252,6 +296,19 @@ impl<C: StreamCore> StreamConnection<C> {
             carrier.body = bytes;
             apply_edits(&mut carrier, &verdict.edits);
             bytes = carrier.body;
+        }
+        if let Some(seed) = verdict.corrupt_block {
+            // `corrupt_encrypted_block`: one flipped bit past the 2-byte length of the first
+            // sealed block (its ciphertext or tag), so the peer's tag check fails there
+            // (docs/protocols/hap.md, "The encrypted channel"; docs/protocols/mrp.md, "Faults").
+            let first = bytes.len().min(2 + BLOCK + TAG_LEN);
+            if first > 2 {
+                let at = 2 + (seed % (first - 2) as u64) as usize;
+                bytes[at] ^= 0x01 << ((seed >> 32) % 8);
+                self.events.push_back(EventKind::Note {
+                    message: format!("corrupt_encrypted_block: flipped byte {at} of {}", t.name),
+                });
+            }
         }
         self.idle_since = now;
         if verdict.delay.is_zero() && self.held.is_empty() {

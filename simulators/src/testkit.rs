@@ -66,7 +66,7 @@ pub fn drive<S: ProtocolCore>(
 ) -> (Response, Vec<Note>) {
     let mut cx = Context::new(info, now, params);
     let resp = match svc.handle(c, r, &mut cx) {
-        Outcome::Respond(x) | Outcome::RespondAndClose(x) => x,
+        Outcome::Respond(x) | Outcome::RespondAndClose(x) | Outcome::Reverse(x) => x,
         Outcome::OpenUdp(reqs) => {
             assert_eq!(
                 reqs.len(),
@@ -74,6 +74,10 @@ pub fn drive<S: ProtocolCore>(
                 "RAOP SETUP opens audio, control and timing ports"
             );
             svc.complete(c, r, &[6000, 6001, 6002], &mut cx)
+        }
+        Outcome::OpenPorts(reqs) => {
+            let ports: Vec<u16> = (0..reqs.len() as u16).map(|i| 6000 + i).collect();
+            svc.complete(c, r, &ports, &mut cx)
         }
         Outcome::Wait { .. } => panic!("this core answers at once"),
     };

@@ -66,8 +66,39 @@ async fn airplay_handshake(addr: SocketAddr, mode: u8, payload: &[u8; 152]) -> R
     Ok(())
 }
 
-/// Prints the AirPlay figures, with the RAOP handshake rates measured in the same run.
-pub async fn airplay(connections: usize, dur: Duration) -> Result<()> {
+/// `--target`: /info replies/s on keep-alive connections and /info + fp-setup handshakes/s (new
+/// connection each) against an external AirPlay receiver, as one `figures …` line. A receiver
+/// whose fp-setup replies differ from the known bytes gets `handshakes=failed`.
+async fn target_figures(addr: SocketAddr, connections: usize, dur: Duration) -> Result<()> {
+    let info = rate(connections, dur, move |_| async move {
+        let mut c = RtspClient::connect(addr, Duration::from_secs(10)).await?;
+        for _ in 0..50 {
+            let r = c.request("GET", "/info", &[], None).await?;
+            if r.status != 200 {
+                bail!("GET /info answered {}", r.status);
+            }
+        }
+        Ok(50)
+    })
+    .await?;
+    let handshakes = rate(connections, dur, move |i| async move {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(i as u64);
+        let payload: [u8; 152] = std::array::from_fn(|_| rng.gen());
+        airplay_handshake(addr, (i % 4) as u8, &payload).await?;
+        Ok(1)
+    })
+    .await
+    .map_or_else(|e| format!("failed ({e:#})"), |r| format!("{r:.0}"));
+    println!("figures target info_keep_alive={info:.0} handshakes={handshakes}");
+    Ok(())
+}
+
+/// Prints the AirPlay figures, with the RAOP handshake rates measured in the same run; with
+/// `target`, only that external receiver's figures.
+pub async fn airplay(connections: usize, dur: Duration, target: Option<SocketAddr>) -> Result<()> {
+    if let Some(addr) = target {
+        return target_figures(addr, connections, dur).await;
+    }
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);

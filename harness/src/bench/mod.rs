@@ -5,7 +5,10 @@
 //! | [`raop`] | RAOP challenge replies and full handshakes per second | the raw RSA-2048 private-key rate |
 //! | [`airplay`] | AirPlay `/info` + fp-setup handshakes per second | RAOP handshakes in the same run |
 //! | [`dacp`] | `playstatusupdate` requests per second | a raw loopback HTTP echo |
+//! | [`hap`] | HomeKit pair-verify handshakes per second | the raw X25519 + Ed25519 rate |
+//! | [`spotify`] | Spotify AP handshakes + logins per second | raw RSA-2048 sign and 768-bit modexp rates |
 //! | [`memory`] | resident memory under N requests per device kind | the first 10% of the requests |
+//! | [`soak`] | every device kind under mixed load with faults: no panic, answers, descriptors, memory, transcript | resident memory at a third of the run |
 //! | [`scale`] | time until N devices listen, resident memory | one device |
 //!
 //! Every RAOP handshake costs two private-key operations (the `Apple-Response` signature and the
@@ -17,6 +20,8 @@ pub mod hap;
 pub mod memory;
 pub mod raop;
 pub mod scale;
+pub mod soak;
+pub mod spotify;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -41,20 +46,35 @@ pub enum RsaImpl {
 /// Raw private-key operations per second, one thread per core, for `dur`.
 pub fn rsa_ops_per_sec(threads: usize, dur: Duration, which: RsaImpl) -> f64 {
     let key = Arc::new(keys::airport_express());
+    ops_per_sec(threads, dur, move |i| {
+        // A different input each time: thread in the high bytes, count in the low ones.
+        let mut buf = [0u8; 32];
+        buf[..8].copy_from_slice(&i.to_be_bytes());
+        let _ = match which {
+            RsaImpl::Device => key.sign_raw(&buf),
+            RsaImpl::RsaCrate => key.sign_raw_rsa_crate(&buf),
+        };
+    })
+}
+
+/// `op` repeated on `threads` threads for `dur`: operations per second.
+pub(crate) fn ops_per_sec(
+    threads: usize,
+    dur: Duration,
+    op: impl Fn(u64) + Send + Sync + 'static,
+) -> f64 {
+    let op = Arc::new(op);
     let stop = Arc::new(AtomicBool::new(false));
     let count = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let handles: Vec<_> = (0..threads)
         .map(|t| {
-            let (key, stop, count) = (key.clone(), stop.clone(), count.clone());
+            let (op, stop, count) = (op.clone(), stop.clone(), count.clone());
             std::thread::spawn(move || {
-                let mut buf = [t as u8; 32];
+                let mut i = (t as u64) << 32;
                 while !stop.load(Ordering::Relaxed) {
-                    buf[0] = buf[0].wrapping_add(1);
-                    let _ = match which {
-                        RsaImpl::Device => key.sign_raw(&buf),
-                        RsaImpl::RsaCrate => key.sign_raw_rsa_crate(&buf),
-                    };
+                    op(i);
+                    i += 1;
                     count.fetch_add(1, Ordering::Relaxed);
                 }
             })

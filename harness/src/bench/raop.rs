@@ -79,8 +79,12 @@ pub(super) async fn handshake(
     Ok(())
 }
 
-/// Prints the RAOP figures.
-pub async fn raop(connections: usize, dur: Duration) -> Result<()> {
+/// Prints the RAOP figures; with `target`, of that external receiver instead of the fake
+/// (no RSA baseline), ending with one `figures …` line `ci/bench-references` reads.
+pub async fn raop(connections: usize, dur: Duration, target: Option<SocketAddr>) -> Result<()> {
+    if let Some(addr) = target {
+        return figures(addr, connections, dur, "target").await.map(|_| ());
+    }
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
@@ -102,15 +106,54 @@ pub async fn raop(connections: usize, dur: Duration) -> Result<()> {
     }
 
     let (addr, stop) = start_device().await?;
-    let key = Arc::new(keys::airport_express().to_public_key());
 
-    // Challenges only: OPTIONS + Apple-Challenge on keep-alive connections (what perf-notes.md
-    // measured for shairport-sync).
-    let challenges = rate(connections, dur, move |i| async move {
+    // Challenges only: OPTIONS + Apple-Challenge on keep-alive connections (docs/performance.md).
+    let challenges = challenge_rate(addr, connections, dur, 50, 0).await?;
+    println!(
+        "device     OPTIONS + Apple-Challenge replies: {challenges:.0}/s = {:.0}% of the raw RSA rate (1 op each)",
+        100.0 * challenges / rsa
+    );
+
+    let handshakes = handshake_rate(addr, connections, dur).await?;
+    println!(
+        "device     full handshakes (OPTIONS+challenge, ANNOUNCE+rsaaeskey, SETUP, RECORD, TEARDOWN): {handshakes:.0}/s = {:.0}% of the raw RSA rate (2 ops each)",
+        100.0 * 2.0 * handshakes / rsa
+    );
+    let _ = stop.send(true);
+    Ok(())
+}
+
+/// Challenge replies/s on keep-alive and on new connections, full handshakes/s, against `addr`.
+/// A receiver that streams one session at a time (docs/peers.md, Rust RAOP receivers) needs
+/// `connections` 1 for the handshakes.
+pub async fn figures(
+    addr: SocketAddr,
+    connections: usize,
+    dur: Duration,
+    label: &str,
+) -> Result<(f64, f64, f64)> {
+    let keep_alive = challenge_rate(addr, connections, dur, 50, 0).await?;
+    let new_connection = challenge_rate(addr, connections, dur, 1, 500).await?;
+    let handshakes = handshake_rate(addr, connections, dur).await?;
+    println!(
+        "figures {label} challenges_keep_alive={keep_alive:.0} challenges_new_connection={new_connection:.0} handshakes={handshakes:.0}"
+    );
+    Ok((keep_alive, new_connection, handshakes))
+}
+
+/// OPTIONS + Apple-Challenge replies per second, `per_connection` requests on each connection
+/// (1: a new connection per challenge); challenges from seeds `seed_base + connection`.
+async fn challenge_rate(
+    addr: SocketAddr,
+    connections: usize,
+    dur: Duration,
+    per_connection: u64,
+    seed_base: u64,
+) -> Result<f64> {
+    rate(connections, dur, move |i| async move {
         let mut c = RtspClient::connect(addr, Duration::from_secs(10)).await?;
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(i as u64);
-        let mut n = 0;
-        for _ in 0..50 {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed_base + i as u64);
+        for _ in 0..per_connection {
             let ch = encode_b64(&rng.gen::<[u8; 16]>());
             let r = c
                 .request("OPTIONS", "*", &[("Apple-Challenge", &ch)], None)
@@ -118,17 +161,17 @@ pub async fn raop(connections: usize, dur: Duration) -> Result<()> {
             if !r.headers.contains("Apple-Response") {
                 bail!("no Apple-Response");
             }
-            n += 1;
         }
-        Ok(n)
+        Ok(per_connection)
     })
-    .await?;
-    println!(
-        "device     OPTIONS + Apple-Challenge replies: {challenges:.0}/s = {:.0}% of the raw RSA rate (1 op each)",
-        100.0 * challenges / rsa
-    );
+    .await
+}
 
-    let handshakes = rate(connections, dur, move |i| {
+/// Full handshakes per second (OPTIONS + challenge, ANNOUNCE with an RSA-wrapped key, SETUP,
+/// RECORD, TEARDOWN), each on a new connection.
+async fn handshake_rate(addr: SocketAddr, connections: usize, dur: Duration) -> Result<f64> {
+    let key = Arc::new(keys::airport_express().to_public_key());
+    rate(connections, dur, move |i| {
         let key = key.clone();
         async move {
             let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1000 + i as u64);
@@ -137,11 +180,5 @@ pub async fn raop(connections: usize, dur: Duration) -> Result<()> {
             Ok(1)
         }
     })
-    .await?;
-    println!(
-        "device     full handshakes (OPTIONS+challenge, ANNOUNCE+rsaaeskey, SETUP, RECORD, TEARDOWN): {handshakes:.0}/s = {:.0}% of the raw RSA rate (2 ops each)",
-        100.0 * 2.0 * handshakes / rsa
-    );
-    let _ = stop.send(true);
-    Ok(())
+    .await
 }

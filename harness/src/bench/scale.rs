@@ -63,6 +63,7 @@ fn spec(i: usize) -> DeviceSpec {
         idle_timeout: None,
         dacp: None,
         spotify: None,
+        companion: None,
         address: None,
     }
 }
@@ -133,6 +134,8 @@ pub async fn run(n: usize) -> Result<()> {
         seed: 0,
         shutdown: stop_rx,
         base_dir: std::path::PathBuf::from("."),
+        capture: Default::default(),
+        buffers: None,
     };
     let mut all = Vec::new();
     let baseline = rss_kib().unwrap_or(0);

@@ -64,6 +64,10 @@ pub enum ClientCommand {
         /// Seconds for each response.
         #[arg(long, default_value_t = 5.0)]
         timeout: f64,
+        /// Report the Apple TV checks (/info keys, Date, Session, Server, Audio-Jack-Status) as
+        /// `note` lines and go on; fp-setup bytes are still checked.
+        #[arg(long)]
+        lenient: bool,
     },
     /// A HomeKit controller for an Apple TV 4K: pair-setup (PIN, or transient), pair-verify,
     /// and one encrypted request, checking the M4 proof and the M6 signature.
@@ -80,6 +84,54 @@ pub enum ClientCommand {
         /// Credentials file: reused when present (no pair-setup), written after a pair-setup.
         #[arg(long)]
         credentials: Option<PathBuf>,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Seconds for each response.
+        #[arg(long, default_value_t = 5.0)]
+        timeout: f64,
+    },
+    /// MRP over AirPlay for an Apple TV 4K with stored HomeKit credentials: pair-verify, the
+    /// remote-control session, the type-130 data stream, MRP's start and the calls given,
+    /// checking frame headers, seqno echoes and every answer.
+    Mrp {
+        /// AirPlay port, e.g. 127.0.0.1:7000.
+        #[arg(long)]
+        to: std::net::SocketAddr,
+        /// Credentials file written by `airtwin client hap --credentials`.
+        #[arg(long)]
+        credentials: PathBuf,
+        /// Calls after the start, in order: play, pause, play_pause, stop, next, previous, a key
+        /// (up, down, left, right, select, menu, home, volume_up, volume_down), or volume=0..1.
+        #[arg(long = "call")]
+        calls: Vec<String>,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Seconds for each answer.
+        #[arg(long, default_value_t = 5.0)]
+        timeout: f64,
+    },
+    /// A Companion client for an Apple TV 4K: pair-setup (unless credentials are stored),
+    /// pair-verify, then the app list, a launch and power, checking every tag, response ids and
+    /// the SystemStatus push that pyatv does not.
+    Companion {
+        /// Companion port, e.g. 127.0.0.1:49153.
+        #[arg(long)]
+        to: std::net::SocketAddr,
+        /// The PIN the device shows.
+        #[arg(long, default_value = "")]
+        pin: String,
+        /// Credentials file: reused when present (no pair-setup), written after a pair-setup.
+        #[arg(long)]
+        credentials: Option<PathBuf>,
+        /// Fetch and print the app list.
+        #[arg(long)]
+        apps: bool,
+        /// Launch this bundle id.
+        #[arg(long)]
+        launch: Option<String>,
+        /// Turn the device off (the Sleep button) or on (Wake) and check the pushed state.
+        #[arg(long, value_enum)]
+        power: Option<clients::companion::PowerCommand>,
         #[arg(long, default_value_t = 0)]
         seed: u64,
         /// Seconds for each response.
@@ -105,12 +157,22 @@ pub enum ClientCommand {
         /// Steps (default: login playstatus).
         steps: Vec<String>,
     },
-    /// A Spotify client: ClientHello, the AP's signature checked with --key, keys derived,
-    /// Login, then the AP's Ping answered (exit 1 with the failing step otherwise).
+    /// A Spotify client: apresolve (or --to), ClientHello, the AP's signature checked with
+    /// --key, keys derived, Login, the AP's Ping answered, then the --mercury GETs (exit 1 with
+    /// the failing step otherwise).
+    #[command(group(clap::ArgGroup::new("ap").required(true).args(["to", "apresolve"])))]
     Spotify {
         /// Access point address, e.g. 127.0.0.1:4070.
         #[arg(long)]
-        to: std::net::SocketAddr,
+        to: Option<std::net::SocketAddr>,
+        /// Ask this apresolve for the AP and use the first `accesspoint`, e.g.
+        /// http://127.0.0.1:8080/ (without a query: `?type=accesspoint&type=dealer&type=spclient`).
+        #[arg(long)]
+        apresolve: Option<String>,
+        /// Mercury URI to GET after login and print the answer of (repeatable); an unscripted
+        /// URI gets status 404.
+        #[arg(long)]
+        mercury: Vec<String>,
         #[arg(long)]
         user: String,
         #[arg(long)]
@@ -202,6 +264,7 @@ pub(super) async fn run(command: ClientCommand) -> Result<ExitCode> {
             key,
             seed,
             timeout,
+            lenient,
         } => {
             let opts = clients::airplay::Options {
                 addr: to,
@@ -213,6 +276,7 @@ pub(super) async fn run(command: ClientCommand) -> Result<ExitCode> {
                 verify_key: clients::raop::load_public(&key)?,
                 response_timeout: Duration::from_secs_f64(timeout),
                 seed,
+                lenient,
             };
             run_once(opts, Duration::from_secs(600)).await
         }
@@ -234,6 +298,58 @@ pub(super) async fn run(command: ClientCommand) -> Result<ExitCode> {
             };
             let mut log = String::new();
             match clients::hap::run(&opts, &mut log).await {
+                Ok(()) => Ok(super::exit_code(true)),
+                Err(e) => {
+                    println!("FAIL {e:#}");
+                    Ok(super::exit_code(false))
+                }
+            }
+        }
+        ClientCommand::Mrp {
+            to,
+            credentials,
+            calls,
+            seed,
+            timeout,
+        } => {
+            let opts = clients::mrp::Options {
+                addr: to,
+                credentials,
+                calls,
+                seed,
+                timeout: Duration::from_secs_f64(timeout),
+            };
+            let mut log = String::new();
+            match clients::mrp::run(&opts, &mut log).await {
+                Ok(()) => Ok(super::exit_code(true)),
+                Err(e) => {
+                    println!("FAIL {e:#}");
+                    Ok(super::exit_code(false))
+                }
+            }
+        }
+        ClientCommand::Companion {
+            to,
+            pin,
+            credentials,
+            apps,
+            launch,
+            power,
+            seed,
+            timeout,
+        } => {
+            let opts = clients::companion::Options {
+                addr: to,
+                pin,
+                credentials,
+                apps,
+                launch,
+                power,
+                seed,
+                timeout: Duration::from_secs_f64(timeout),
+            };
+            let mut log = String::new();
+            match clients::companion::run(&opts, &mut log).await {
                 Ok(()) => Ok(super::exit_code(true)),
                 Err(e) => {
                     println!("FAIL {e:#}");
@@ -266,19 +382,27 @@ pub(super) async fn run(command: ClientCommand) -> Result<ExitCode> {
         }
         ClientCommand::Spotify {
             to,
+            apresolve,
+            mercury,
             user,
             password,
             key,
             seed,
             timeout,
         } => {
+            let target = match (to, apresolve) {
+                (Some(addr), _) => clients::spotify::Target::Ap(addr),
+                (None, Some(url)) => clients::spotify::Target::Apresolve(url),
+                (None, None) => anyhow::bail!("say where the AP is: --to ADDR or --apresolve URL"),
+            };
             let ok = clients::spotify::run(clients::spotify::Options {
-                addr: to,
+                target,
                 username: user,
                 password,
                 server_key: clients::spotify::load_key(key.as_deref(), seed)?,
                 timeout: Duration::from_secs_f64(timeout),
                 seed,
+                mercury,
             })
             .await?;
             Ok(super::exit_code(ok))

@@ -3,12 +3,13 @@
 
 mod bench;
 mod client;
+pub mod partition;
 mod scenarios;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::{scenario, serve};
@@ -34,6 +35,18 @@ pub enum LogFormat {
 }
 
 #[derive(Subcommand)]
+pub enum JunitCommand {
+    /// Merge JUnit files into OUT: suites of the same name become one, counts and times add up.
+    Merge {
+        /// The merged report.
+        out: PathBuf,
+        /// The reports to merge, in this order.
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
 pub enum Command {
     /// Check scenario files; errors carry file:line:column and the field path.
     Validate {
@@ -48,29 +61,10 @@ pub enum Command {
         paths: Vec<PathBuf>,
     },
     /// Run scenarios; exit 0 only if every one passes.
-    Run {
-        #[arg(required = true)]
-        paths: Vec<PathBuf>,
-        /// Write a JUnit XML report here.
-        #[arg(long)]
-        junit: Option<PathBuf>,
-        /// Write a transcript, captures and client logs per scenario under this folder.
-        #[arg(long)]
-        out: Option<PathBuf>,
-        /// Use this seed instead of each scenario's (replays a failure).
-        #[arg(long)]
-        seed: Option<u64>,
-        /// Run only scenarios whose name or path contains this text.
-        #[arg(long)]
-        filter: Option<String>,
-        /// Scenarios run at once.
-        #[arg(short = 'j', long, default_value_t = 1)]
-        jobs: usize,
-        /// Discovery for every scenario: none, unicast, loopback or interfaces:NAME[,NAME…]
-        /// (default: each scenario's `discovery`, itself `none` by default).
-        #[arg(long, value_parser = parse_discovery)]
-        discovery: Option<crate::discovery::DiscoveryMode>,
-    },
+    Run(scenarios::RunArgs),
+    /// JUnit reports: merge the reports of `run --partition` shards.
+    #[command(subcommand)]
+    Junit(JunitCommand),
     /// Keep devices listening until Ctrl-C or SIGTERM.
     Serve {
         /// A scenario whose devices (and faults) to serve.
@@ -102,9 +96,24 @@ pub enum Command {
         /// Address of the control API.
         #[arg(long, default_value = "127.0.0.1:0")]
         control: std::net::SocketAddr,
-        /// Events kept in memory for `GET /events` (older ones are only in `--out`'s events.jsonl).
-        #[arg(long, default_value_t = serve::DEFAULT_EVENTS)]
+        /// Events kept in memory for `GET /events`: the exchange log's ring, two events per
+        /// exchange (older ones are only in `--out`'s events.jsonl). At least 1.
+        #[arg(long, default_value_t = serve::DEFAULT_EVENTS, value_parser = serve::parse_ring_size)]
         events: usize,
+        /// Audio packets of each session a receiver keeps in memory (about 8 ms each at 44.1 kHz);
+        /// older ones go to `--out` as they leave. At least 1.
+        #[arg(long, default_value_t = serve::CAPTURE_WINDOW, value_parser = serve::parse_ring_size)]
+        capture_window: usize,
+        /// Audio sessions a receiver keeps in memory, the latest; `GET /devices/NAME` still
+        /// counts all of them. At least 1.
+        #[arg(long, default_value_t = serve::CAPTURE_SESSIONS, value_parser = serve::parse_ring_size)]
+        capture_sessions: usize,
+        /// Bytes all connections of all devices may hold at once in their buffers (received and
+        /// not yet answered, answered and not yet written): a connection that grows past it is
+        /// answered 503 and closed. A number with an optional unit: 65536, 512KiB, 64MiB. At
+        /// least 1KiB.
+        #[arg(long, default_value = "64MiB", value_parser = serve::parse_buffer_budget)]
+        buffer_budget: usize,
     },
     /// Drive a running `airtwin serve` through its control API.
     Ctl(crate::serve::ctl::CtlArgs),
@@ -139,7 +148,7 @@ pub fn main(cli: Cli) -> ExitCode {
     }
 }
 
-fn parse_discovery(text: &str) -> Result<crate::discovery::DiscoveryMode, String> {
+pub(crate) fn parse_discovery(text: &str) -> Result<crate::discovery::DiscoveryMode, String> {
     crate::discovery::DiscoveryMode::parse(text).map_err(|e| e.to_string())
 }
 
@@ -177,15 +186,16 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
         Command::Validate { files } => scenarios::validate(&files),
         Command::Schema => scenarios::schema(),
         Command::List { paths } => scenarios::list(&paths),
-        Command::Run {
-            paths,
-            junit,
-            out,
-            seed,
-            filter,
-            jobs,
-            discovery,
-        } => scenarios::run(paths, junit, out, seed, filter, jobs, discovery).await,
+        Command::Run(args) => scenarios::run(args).await,
+        Command::Junit(JunitCommand::Merge { out, inputs }) => {
+            let xml = crate::report::junit::merge(&inputs)?;
+            if let Some(parent) = out.parent() {
+                std::fs::create_dir_all(parent)
+                    .with_context(|| format!("creating {}", parent.display()))?;
+            }
+            std::fs::write(&out, xml).with_context(|| format!("writing {}", out.display()))?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Serve {
             scenario,
             device,
@@ -197,6 +207,9 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
             dns_sd_port,
             control,
             events,
+            capture_window,
+            capture_sessions,
+            buffer_budget,
         } => {
             let what = match scenario {
                 Some(file) => serve::What::Scenario(scenario::load_file(&file)?),
@@ -213,6 +226,9 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
                 dns_sd_port,
                 control: Some(control),
                 events: Some(events),
+                capture_window: Some(capture_window),
+                capture_sessions: Some(capture_sessions),
+                buffer_budget: Some(buffer_budget),
             };
             serve::serve(what, opts).await?;
             Ok(ExitCode::SUCCESS)

@@ -47,13 +47,28 @@ pub(crate) fn spawn(
     })
 }
 
-/// Runs `argv` until it exits, `timeout` passes, or `cancel` flips to true.
+/// Runs `argv` until it exits, `timeout` passes, or `cancel` flips to true (then its whole
+/// process group is killed at once).
 pub async fn run(
     argv: &[String],
     env: &BTreeMap<String, String>,
     cwd: &Path,
     timeout: Duration,
+    cancel: watch::Receiver<bool>,
+) -> ClientOutcome {
+    run_with_grace(argv, env, cwd, timeout, cancel, Duration::ZERO).await
+}
+
+/// As [`run`], but at the timeout or on `cancel` the process group first gets TERM and up to
+/// `grace` to exit (so that a program which cleans up on TERM, such as `ci/netns` deleting its
+/// namespace or a child `airtwin run` writing its result, can), and only then KILL.
+pub async fn run_with_grace(
+    argv: &[String],
+    env: &BTreeMap<String, String>,
+    cwd: &Path,
+    timeout: Duration,
     mut cancel: watch::Receiver<bool>,
+    grace: Duration,
 ) -> ClientOutcome {
     let started = Instant::now();
     let mut child = match spawn(argv, env, cwd) {
@@ -82,6 +97,16 @@ pub async fn run(
     };
     let status = match status {
         Some(s) => Some(s),
+        None if !grace.is_zero() => {
+            signal_group(pgid, libc::SIGTERM);
+            match tokio::time::timeout(grace, child.wait()).await {
+                Ok(s) => s.ok(),
+                Err(_) => {
+                    kill_group(pgid);
+                    child.wait().await.ok()
+                }
+            }
+        }
         None => {
             kill_group(pgid);
             child.wait().await.ok()
@@ -115,10 +140,15 @@ async fn collect(task: tokio::task::JoinHandle<Vec<u8>>) -> String {
 }
 
 pub(crate) fn kill_group(pgid: Option<i32>) {
+    signal_group(pgid, libc::SIGKILL);
+}
+
+/// Sends `signal` to the process group `pgid`, if there is one.
+pub(crate) fn signal_group(pgid: Option<i32>, signal: i32) {
     if let Some(pgid) = pgid {
         // SAFETY: killpg only sends a signal; an exited group gives ESRCH, which is fine.
         unsafe {
-            libc::killpg(pgid, libc::SIGKILL);
+            libc::killpg(pgid, signal);
         }
     }
 }
@@ -167,6 +197,51 @@ mod tests {
         assert!(o.duration < Duration::from_secs(5));
         tokio::time::sleep(Duration::from_millis(1500)).await;
         assert!(!marker.exists(), "a grandchild outlived the timeout");
+    }
+
+    #[tokio::test]
+    async fn with_a_grace_period_the_program_cleans_up_on_term_before_the_kill() {
+        let (_tx, rx) = watch::channel(false);
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("cleaned");
+        let script = format!(
+            "trap 'sleep 0.3; touch {}; exit 143' TERM; sleep 30 & wait",
+            marker.display()
+        );
+        let o = run_with_grace(
+            &argv(&["sh", "-c", &script]),
+            &BTreeMap::new(),
+            Path::new("."),
+            Duration::from_millis(300),
+            rx,
+            Duration::from_secs(5),
+        )
+        .await;
+        assert!(o.timed_out);
+        assert!(marker.exists(), "the TERM handler did not run");
+        assert!(o.duration < Duration::from_secs(5), "{:?}", o.duration);
+    }
+
+    #[tokio::test]
+    async fn a_program_that_ignores_term_is_killed_after_the_grace_period() {
+        let (tx, rx) = watch::channel(false);
+        let o = tokio::spawn(async move {
+            run_with_grace(
+                &argv(&["sh", "-c", "trap '' TERM; sleep 30"]),
+                &BTreeMap::new(),
+                Path::new("."),
+                Duration::from_secs(30),
+                rx,
+                Duration::from_millis(300),
+            )
+            .await
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        tx.send(true).unwrap();
+        let o = o.await.unwrap();
+        assert!(o.interrupted);
+        assert_eq!(o.signal, Some(libc::SIGKILL));
+        assert!(o.duration < Duration::from_secs(5), "{:?}", o.duration);
     }
 
     #[tokio::test]

@@ -1,9 +1,11 @@
 //! Clients that drive devices: airtwin's own reference clients and external programs.
 
 pub mod airplay;
+pub mod companion;
 pub mod dacp;
 pub mod external;
 pub mod hap;
+pub mod mrp;
 pub mod pair;
 pub mod raop;
 pub mod rtsp;
@@ -11,10 +13,10 @@ pub mod spotify;
 
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// How a client run ended.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ClientOutcome {
     /// Exit status; `None` when killed (timeout, interrupt, signal) or never started.
     pub exit: Option<i32>,
@@ -23,7 +25,7 @@ pub struct ClientOutcome {
     pub interrupted: bool,
     pub stdout: String,
     pub stderr: String,
-    #[serde(serialize_with = "secs")]
+    #[serde(serialize_with = "secs", deserialize_with = "secs_back")]
     pub duration: Duration,
     /// Why the client could not run at all.
     pub error: Option<String>,
@@ -31,6 +33,12 @@ pub struct ClientOutcome {
 
 fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_f64(d.as_secs_f64())
+}
+
+/// Reads [`secs`] back (a child `airtwin run`'s result, e.g. from inside `ci/netns`).
+fn secs_back<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let s = f64::deserialize(d)?;
+    Duration::try_from_secs_f64(s).map_err(serde::de::Error::custom)
 }
 
 /// One of airtwin's own clients, run inside this process; its log becomes the outcome's stdout.

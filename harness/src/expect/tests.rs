@@ -521,6 +521,7 @@ fn session(connection: u64, seqs: &[u16], aes: Option<AesParams>) -> SessionReco
         );
     }
     SessionRecord {
+        number: connection as usize,
         connection,
         peer: "127.0.0.1:40000".parse().expect("address"),
         rtpmap: "L16/44100/2".into(),
@@ -542,6 +543,8 @@ async fn devices_with_audio(loaded: &Loaded) -> Vec<Device> {
         seed: 1,
         shutdown,
         base_dir: loaded.dir(),
+        capture: Default::default(),
+        buffers: None,
     };
     let mut out = Vec::new();
     for spec in &loaded.scenario.devices {

@@ -43,6 +43,12 @@ pub struct Scenario {
         skip_serializing_if = "crate::discovery::DiscoveryMode::is_none"
     )]
     pub discovery: crate::discovery::DiscoveryMode,
+    /// Differential mode: a real receiver (`openairplay1`, `shairplay`, `shairport-sync`,
+    /// `uxplay`, `kodi`) that the clients also run against, with the first device's name and
+    /// MAC; every exchange is compared with the fake's (docs/differences.md). `airtwin run
+    /// --differential REF` sets it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<crate::differential::ReferenceKind>,
 }
 
 /// Device kinds airtwin simulates.
@@ -109,12 +115,47 @@ pub struct DeviceSpec {
     /// Spotify access point settings (`spotify-ap`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spotify: Option<SpotifySpec>,
+    /// Companion settings of an `apple-tv` of `identity.generation: 4k`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub companion: Option<CompanionSpec>,
     /// IPv4 address the device listens on and announces (default 127.0.0.1). Any 127.x.y.z works
     /// on Linux without set-up, so that each device of a scenario can have its own address, as
     /// discovery clients group services by address (pyatv does). Inside `ci/netns`, 10.213.0.1 to
     /// 10.213.0.4 are on the interface `airtwin0`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub address: Option<std::net::Ipv4Addr>,
+}
+
+/// The Companion side of an Apple TV 4K (docs/protocols/companion.md): its port, its apps and
+/// what it starts with. It pairs with the AirPlay side's PIN (`identity.pin`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CompanionSpec {
+    /// TCP port (ready-file service `companion`; default 0: a free one, 49152 and up on a real
+    /// device).
+    #[serde(default)]
+    pub port: u16,
+    /// Launchable apps, `{bundle_id, name}` (default: the built-in apps, YouTube and Netflix).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub apps: Option<Vec<airtwin_simulators::companion::App>>,
+    /// Bundle id of the app in front at start (default `com.apple.TVWatchList`); must be one
+    /// of `apps`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_app: Option<String>,
+    /// `on` (default) or `off` (asleep) at start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub power: Option<Power>,
+    /// A focused text field holding this text at start (default: none focused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text_field: Option<String>,
+}
+
+/// Whether a device is awake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Power {
+    On,
+    Off,
 }
 
 /// How a Spotify access point behaves (docs/protocols/spotify-ap.md). Its signing key is the
@@ -187,6 +228,13 @@ pub struct DacpSpec {
     /// Speakers of `getspeakers` (default: the computer itself).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub speakers: Option<Vec<airtwin_simulators::dacp::server::Speaker>>,
+    /// The shared library (DAAP): tracks and playlists (default: the now-playing queue's tracks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub library: Option<airtwin_simulators::daap::Library>,
+    /// Whether `/login` without a pairing GUID opens a guest session, as iTunes' library sharing
+    /// allows (default: true for an `itunes`, false for an `apple-tv`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guest_login: Option<bool>,
 }
 
 /// Who the device says it is.
@@ -332,8 +380,9 @@ pub enum ClientKind {
     /// audio over RAOP or a video URL.
     Airplay(AirplayClientSpec),
     /// An external program: argv, with `${device.<name>.port}`, `${device.<name>.address}`,
-    /// `${device.<name>.ports.<service>}`, `${peers}` (third-party peers folder),
-    /// `${scenario_dir}` and `${out}` substituted.
+    /// `${device.<name>.ports.<service>}`, `${device.<name>.<identity fact>}` (`mac`,
+    /// `public_key`…), `${peers}` (third-party peers folder), `${scenario_dir}` and `${out}`
+    /// substituted.
     Command(Vec<String>),
     /// airtwin's own DACP remote control (`airtwin client dacp`): logs in and runs `steps`.
     Dacp(DacpClientSpec),
@@ -477,6 +526,12 @@ pub struct AirplayClientSpec {
     /// Seconds to wait for each response (default 5).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub response_timeout: Option<f64>,
+    /// Write the Apple TV checks (/info keys and types, `Date`, `Session`, `Server`,
+    /// `Audio-Jack-Status`) as `note` lines instead of failing, so that a differential run
+    /// reaches fp-setup on a receiver without them (default false). fp-setup bytes are always
+    /// checked.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub lenient: bool,
 }
 
 /// Which request carries `Apple-Challenge`.

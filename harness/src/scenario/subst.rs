@@ -1,7 +1,8 @@
 //! `${…}` substitution in external client commands.
 //!
 //! `${device.<name>.port}` (the device's main port), `${device.<name>.address}`,
-//! `${device.<name>.ports.<service>}`, `${peers}` (the folder `ci/install-peers` fills),
+//! `${device.<name>.ports.<service>}`, `${device.<name>.<identity fact>}` (the ready file's
+//! `mac`, `public_key`…), `${peers}` (the folder `ci/install-peers` fills),
 //! `${scenario_dir}`, `${out}` (the scenario's output folder), `${seed}`.
 
 use std::collections::BTreeMap;

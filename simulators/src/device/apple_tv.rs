@@ -1,6 +1,7 @@
 //! Apple TV: one port, `airplay` (7000 on a real device), carrying `/info`, fp-setup, the video
 //! API and RAOP audio (docs/protocols/airplay.md), plus a DACP server on a port of its own,
-//! `dacp`, for remote controls (docs/protocols/dacp.md). Identity defaults:
+//! `dacp`, for remote controls (docs/protocols/dacp.md); an Apple TV 4K also serves Companion on
+//! a port of its own, `companion` (docs/protocols/companion.md). Identity defaults:
 //! [`AirplayConfig::apple_tv`]; the RAOP core takes MAC, model and source version from it.
 
 use std::collections::BTreeMap;
@@ -10,7 +11,11 @@ use std::time::SystemTime;
 use super::airport_express::raop_identity;
 use super::{Builder, Device, Itunes, Kind, Parts, SpawnError};
 use crate::airplay::{info, AirplayConfig, AirplayCore};
+use crate::companion::{server::PROTOCOL as COMPANION, CompanionConfig, CompanionCore};
 use crate::dacp::{DacpConfig, DacpCore};
+use crate::hap::Identity;
+use crate::mrp::{MrpConfig, MrpCore};
+use crate::now_playing::{Model, Player};
 use crate::raop::RaopConfig;
 use crate::wire::dns_sd::ServiceRecord;
 
@@ -29,6 +34,11 @@ pub struct AppleTvConfig {
     pub dacp: Option<DacpConfig>,
     /// Port of the DACP server (0: a free one).
     pub dacp_port: u16,
+    /// The Companion side of a 4K ([`AppleTv::companion`] of its AirPlay side when absent and
+    /// the AirPlay side pairs the HomeKit way).
+    pub companion: Option<CompanionConfig>,
+    /// Port of the Companion server (0: a free one; 49152 and up on a real device).
+    pub companion_port: u16,
 }
 
 impl AppleTv {
@@ -40,6 +50,36 @@ impl AppleTv {
     /// The identity defaults of an Apple TV named `name`.
     pub fn config(name: &str, seed: u64) -> AirplayConfig {
         AirplayConfig::apple_tv(name, seed)
+    }
+
+    /// The Companion side of an Apple TV whose AirPlay side is `airplay`: the same long-term
+    /// identity and PIN as its HomeKit pairing; `None` when the AirPlay side does not pair (an
+    /// Apple TV 3 has no Companion).
+    pub fn companion(airplay: &AirplayConfig, seed: u64) -> Option<CompanionConfig> {
+        let pairing = airplay.pairing.as_ref()?;
+        let identity = Identity::new(airplay.info.pi.clone(), airplay.signing_key.clone());
+        let mut c = CompanionConfig::apple_tv_4k(&airplay.info.name, identity, &pairing.pin, seed);
+        c.model = airplay.info.model.clone();
+        Some(c)
+    }
+}
+
+impl AppleTv {
+    /// The MRP side of an Apple TV whose AirPlay side is `airplay`, on the device's now-playing
+    /// `model`; awake as its Companion side says. `None` when the AirPlay side does not pair (an
+    /// Apple TV 3 has no MRP tunnel).
+    pub fn mrp(
+        airplay: &AirplayConfig,
+        model: Arc<Model>,
+        companion: Option<Arc<CompanionCore>>,
+    ) -> Option<Arc<MrpCore>> {
+        airplay.pairing.as_ref()?;
+        let i = &airplay.info;
+        let mut core = MrpCore::new(MrpConfig::apple_tv_4k(&i.name, &i.pi, &i.model), model);
+        if let Some(c) = companion {
+            core = core.with_power(Arc::new(move || c.tv().awake));
+        }
+        Some(Arc::new(core))
     }
 }
 
@@ -68,7 +108,19 @@ impl Builder<AppleTvConfig> {
         self
     }
 
-    /// Starts the device and waits until both its ports listen.
+    /// The Companion side's configuration (a 4K's apps, power, PIN).
+    pub fn companion(mut self, config: CompanionConfig) -> Self {
+        self.config.companion = Some(config);
+        self
+    }
+
+    /// Port of the Companion server (default 0: a free one).
+    pub fn companion_port(mut self, port: u16) -> Self {
+        self.config.companion_port = port;
+        self
+    }
+
+    /// Starts the device and waits until all its ports listen.
     pub async fn spawn(self) -> Result<Device, SpawnError> {
         let s = &self.settings;
         let c = self.config;
@@ -76,24 +128,52 @@ impl Builder<AppleTvConfig> {
             .airplay
             .unwrap_or_else(|| AppleTv::config(&s.name, s.seed));
         let raop = c.raop.unwrap_or_else(|| airplay.raop_config(s.seed));
-        let dacp = c
-            .dacp
-            .unwrap_or_else(|| Itunes::library(&s.name, s.seed, SystemTime::now()));
+        let dacp = c.dacp.unwrap_or_else(|| {
+            // An Apple TV shares no library: only paired remotes log in.
+            let mut d = Itunes::library(&s.name, s.seed, SystemTime::now());
+            d.guest_login = false;
+            d
+        });
+        // One now-playing model for DACP, MRP and Companion (docs/protocols/mrp.md, "One
+        // now-playing model").
+        let model = Arc::new(Model::new(Player::new(
+            &dacp.now_playing,
+            dacp.artwork.clone(),
+            dacp.start,
+        )));
+        let companion = c
+            .companion
+            .or_else(|| AppleTv::companion(&airplay, s.seed))
+            .map(|config| Arc::new(CompanionCore::with_now_playing(config, model.clone())));
+        let mrp = AppleTv::mrp(&airplay, model.clone(), companion.clone());
         let shell = s.shell();
-        let airplay = Arc::new(AirplayCore::new(airplay, raop));
+        let mut airplay = AirplayCore::new(airplay, raop);
+        if let Some(m) = &mrp {
+            airplay = airplay.with_mrp(m.clone());
+        }
+        let airplay = Arc::new(airplay);
         let mut ports = BTreeMap::new();
         let mut tasks = Vec::new();
         let (port, task) = shell.serve(airplay.clone(), "airplay", s.port).await?;
         ports.insert("airplay".to_string(), port);
         tasks.push(task);
-        let dacp = Arc::new(DacpCore::new(dacp));
+        let dacp = Arc::new(DacpCore::with_model(dacp, model));
         let (port, task) = shell.serve(dacp.clone(), "dacp", c.dacp_port).await?;
         ports.insert("dacp".to_string(), port);
         tasks.push(task);
+        if let Some(core) = &companion {
+            let (port, task) = shell
+                .serve_stream(core.clone(), "companion", COMPANION, c.companion_port)
+                .await?;
+            ports.insert("companion".to_string(), port);
+            tasks.push(task);
+        }
         let parts = Parts {
             raop: Some(airplay.raop.clone()),
             airplay: Some(airplay),
             dacp: Some(dacp),
+            companion,
+            mrp,
             ..Parts::default()
         };
         Ok(shell.device(&AppleTv, ports, parts, tasks))
@@ -126,7 +206,9 @@ impl Kind for AppleTv {
     }
 
     /// `_airplay._tcp` and `_raop._tcp` on the AirPlay port, `_touch-able._tcp`
-    /// (`DvTy=AppleTV`, no `_daap._tcp`) on the DACP port (docs/protocols/dns-sd.md).
+    /// (`DvTy=AppleTV`, no `_daap._tcp`) on the DACP port (docs/protocols/dns-sd.md); a 4K
+    /// announces `_companion-link._tcp` on the Companion port instead of `_touch-able._tcp`
+    /// (docs/protocols/companion.md).
     fn services(
         &self,
         parts: &Parts,
@@ -138,9 +220,18 @@ impl Kind for AppleTv {
             let port = ports.get("airplay").copied().unwrap_or(0);
             services.extend(a.config.services(name, port));
         }
-        if let Some(d) = &parts.dacp {
+        // tvOS 15+ (an Apple TV 4K) announces AirPlay, RAOP and Companion but no
+        // `_touch-able._tcp` (docs/protocols/companion.md, "Discovery"; docs/protocols/hap.md,
+        // "airtwin's Apple TV 4K"): pyatv would try a DMAP login on it without credentials.
+        let modern = parts.companion.is_some()
+            || parts.airplay.as_ref().is_some_and(|a| a.pairing.is_some());
+        if let Some(d) = parts.dacp.as_ref().filter(|_| !modern) {
             let port = ports.get("dacp").copied().unwrap_or(0);
             services.extend(d.config.services(name, port, "AppleTV", false));
+        }
+        if let Some(c) = &parts.companion {
+            let port = ports.get("companion").copied().unwrap_or(0);
+            services.extend(c.config().services(name, port));
         }
         services
     }
@@ -152,11 +243,14 @@ mod tests {
     use crate::device::tests::offline;
 
     fn device() -> Device {
-        let config = AppleTv::config("Living Room", 7);
+        device_of(AppleTv::config("Living Room", 7), "Living Room")
+    }
+
+    fn device_of(config: AirplayConfig, name: &str) -> Device {
         let raop = config.raop_config(7);
         let airplay = Arc::new(AirplayCore::new(config, raop));
         let dacp = Arc::new(DacpCore::new(Itunes::library(
-            "Living Room",
+            name,
             7,
             SystemTime::UNIX_EPOCH,
         )));
@@ -166,12 +260,7 @@ mod tests {
             dacp: Some(dacp),
             ..Parts::default()
         };
-        offline(
-            &AppleTv,
-            "Living Room",
-            parts,
-            &[("airplay", 7000), ("dacp", 3689)],
-        )
+        offline(&AppleTv, name, parts, &[("airplay", 7000), ("dacp", 3689)])
     }
 
     #[test]
@@ -217,12 +306,21 @@ mod tests {
     }
 
     #[test]
+    fn an_apple_tv_4k_publishes_no_touchable() {
+        let d = device_of(AirplayConfig::apple_tv_4k("Den", 7), "Den");
+        let r = d.records("Den", &BTreeMap::new()).unwrap();
+        let found: Vec<&str> = r.services.iter().map(|s| s.service.as_str()).collect();
+        assert_eq!(found, ["_airplay._tcp", "_raop._tcp"]);
+    }
+
+    #[test]
     fn state_has_raop_airplay_and_dacp_keys() {
         let s = device().state_json();
         for key in [
             "volume",
             "active_sessions",
             "video",
+            "event_channel",
             "info_requests",
             "dacp",
         ] {

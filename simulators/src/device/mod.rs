@@ -23,6 +23,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::airplay::AirplayCore;
+use crate::buffer_budget::BufferBudget;
 use crate::dacp::state::{TimelineStep, Track};
 use crate::dacp::DacpCore;
 use crate::event::Event;
@@ -43,7 +44,15 @@ pub use spotify_ap::SpotifyAp;
 pub const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
 /// The keys [`Device::set_state`] accepts.
-pub const STATE_KEYS: [&str; 5] = ["volume", "now_playing", "play_state", "position", "next"];
+pub const STATE_KEYS: [&str; 7] = [
+    "volume",
+    "now_playing",
+    "play_state",
+    "position",
+    "next",
+    "power",
+    "app",
+];
 
 /// What one kind of device is: its name and what it shows of its parts to the outside.
 pub trait Kind: Send + Sync + 'static {
@@ -80,6 +89,10 @@ pub struct Parts {
     pub dacp: Option<Arc<DacpCore>>,
     /// Spotify access point: its signing key, accounts and scripted replies.
     pub spotify_ap: Option<Arc<crate::spotify_ap::session::ApCore>>,
+    /// Companion side of an Apple TV 4K: pairing, apps, power, buttons.
+    pub companion: Option<Arc<crate::companion::CompanionCore>>,
+    /// MRP side of an Apple TV 4K (tunnelled over AirPlay): what its data streams saw.
+    pub mrp: Option<Arc<crate::mrp::MrpCore>>,
 }
 
 /// What the ready file says of one device.
@@ -115,7 +128,7 @@ pub enum SpawnError {
 /// A state change the device refused.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum StateError {
-    #[error("unknown state key {0:?}; supported: volume (RAOP receivers, dB), and for DACP devices now_playing, play_state, position, next")]
+    #[error("unknown state key {0:?}; supported: volume (RAOP receivers, dB), for DACP devices now_playing, play_state, position, next, and for an Apple TV 4K power (on/off) and app (a bundle id)")]
     UnknownKey(String),
     #[error("device {0} has no RAOP receiver, so no volume")]
     NoVolume(String),
@@ -127,6 +140,12 @@ pub enum StateError {
     NowPlaying(String),
     #[error("now-playing change: {0}")]
     Change(String),
+    #[error("device {0} has no Companion side (only an apple-tv of generation 4k has one), so no power or app")]
+    NoCompanion(String),
+    #[error("power {0} must be \"on\" or \"off\"")]
+    Power(Value),
+    #[error("app: {0}")]
+    App(String),
 }
 
 /// Why a device has no audio to give.
@@ -169,6 +188,9 @@ pub struct Settings {
     pub faults: Vec<Fault>,
     /// Stop signal shared with other devices; the device owns one when absent.
     pub shutdown: Option<watch::Receiver<bool>>,
+    /// Buffer budget shared with other devices; the device has its own
+    /// ([`BufferBudget::DEFAULT_LIMIT`]) when absent.
+    pub buffers: Option<Arc<BufferBudget>>,
 }
 
 impl Settings {
@@ -184,6 +206,7 @@ impl Settings {
             plan: None,
             faults: Vec::new(),
             shutdown: None,
+            buffers: None,
         }
     }
 
@@ -213,6 +236,7 @@ impl Settings {
                 limits: self.limits,
                 idle_timeout: self.idle_timeout,
                 shutdown,
+                buffers: self.buffers.clone().unwrap_or_default(),
             },
             address: self.address,
             stop,
@@ -501,6 +525,7 @@ impl Device {
         if let Some(s) = &self.parts.raop {
             let st = s.state.lock().unwrap_or_else(|e| e.into_inner());
             merge(serde_json::to_value(&*st).unwrap_or_default());
+            merge(serde_json::json!({ "capture": capture_json(&s.config.capture, &st) }));
         }
         if let Some(a) = &self.parts.airplay {
             merge(a.state_json(now));
@@ -510,6 +535,14 @@ impl Device {
         }
         if let Some(ap) = &self.parts.spotify_ap {
             merge(serde_json::json!({ "spotify": ap.stats() }));
+        }
+        if let Some(c) = &self.parts.companion {
+            merge(serde_json::json!({ "companion": c.state_json() }));
+        }
+        if let Some(m) = &self.parts.mrp {
+            // `now_playing`: the model every protocol shares, whichever changed it last.
+            let now_playing = m.now_playing.with(now, |p| p.to_json(now));
+            merge(serde_json::json!({ "mrp": m.state_json(), "now_playing": now_playing }));
         }
         Value::Object(all)
     }
@@ -521,8 +554,9 @@ impl Device {
     }
 
     /// Changes state live: `volume` (RAOP, dB: -144 mute or -30..0), and for a DACP library
-    /// `now_playing` (a track), `play_state`, `position` (s), `next` (true). Keys are applied in
-    /// that order; the first refused one ends the change.
+    /// `now_playing` (a track), `play_state`, `position` (s), `next` (true), and for an Apple
+    /// TV 4K's Companion side `power` (`on`/`off`) and `app` (an installed bundle id). Keys are
+    /// applied in that order; the first refused one ends the change.
     pub fn set_state(&self, fields: &serde_json::Map<String, Value>) -> Result<(), StateError> {
         if let Some(key) = fields.keys().find(|k| !STATE_KEYS.contains(&k.as_str())) {
             return Err(StateError::UnknownKey(key.clone()));
@@ -563,6 +597,26 @@ impl Device {
             let step: TimelineStep = serde_json::from_value(Value::Object(step))
                 .map_err(|e| StateError::Change(e.to_string()))?;
             dacp.change_now_playing(track, Some(&step), SystemTime::now());
+        }
+        if fields.contains_key("power") || fields.contains_key("app") {
+            let Some(companion) = &self.parts.companion else {
+                return Err(StateError::NoCompanion(self.name.clone()));
+            };
+            if let Some(v) = fields.get("power") {
+                match v.as_str() {
+                    Some("on") => companion.set_awake(true),
+                    Some("off") => companion.set_awake(false),
+                    _ => return Err(StateError::Power(v.clone())),
+                }
+            }
+            if let Some(v) = fields.get("app") {
+                let bundle = v
+                    .as_str()
+                    .ok_or_else(|| StateError::App(format!("{v} is not a bundle id")))?;
+                companion
+                    .set_current_app(bundle)
+                    .map_err(|e| StateError::App(e.to_string()))?;
+            }
         }
         Ok(())
     }
@@ -634,6 +688,34 @@ impl Drop for Device {
     }
 }
 
+/// What a RAOP receiver keeps of its audio sessions in memory (`serve --capture-window`,
+/// `--capture-sessions`) and what it handed on: `window` and `sessions_kept` are the bounds
+/// (`null`: all), `sessions_forgotten` the sessions no longer in memory, and per session kept
+/// `packets` received, `kept` in memory, `handed_on` (to `--out`), `late`.
+fn capture_json(policy: &crate::raop::CapturePolicy, st: &crate::raop::RaopState) -> Value {
+    let sessions: Vec<Value> = st
+        .sessions
+        .iter()
+        .map(|s| {
+            let capture = s.receiver.capture();
+            let r = capture.retention();
+            serde_json::json!({
+                "number": s.number,
+                "packets": capture.stats().packets,
+                "kept": r.kept,
+                "handed_on": r.handed_on,
+                "late": r.late,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "window": policy.window,
+        "sessions_kept": policy.sessions,
+        "sessions_forgotten": st.sessions_started.saturating_sub(st.sessions.len()),
+        "sessions": sessions,
+    })
+}
+
 /// The value at dotted `key` (`volume`, `dacp.title`) of a [`Device::state_json`]; `null` when
 /// absent.
 pub fn state_key(state: &Value, key: &str) -> Value {
@@ -700,6 +782,12 @@ pub(crate) mod tests {
         let a = airport("ae").state_json();
         assert_eq!(a["volume"], Value::Null);
         assert_eq!(a["active_sessions"], 0);
+        assert_eq!(
+            a["capture"]["window"],
+            Value::Null,
+            "a run keeps every packet"
+        );
+        assert_eq!(a["capture"]["sessions"], serde_json::json!([]));
         assert!(a.get("dacp").is_none(), "{a}");
         let i = itunes("lib").state_json();
         assert!(i.get("volume").is_none(), "{i}");

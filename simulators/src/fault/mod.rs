@@ -107,6 +107,9 @@ pub enum Action {
     SignWith(String),
     /// RAOP: drop this fraction (0..1) of incoming RTP audio packets, chosen by the seed.
     LosePackets(f64),
+    /// RAOP over TCP: after this many interleaved RTP frames on a connection, reset it with the
+    /// next frame half read (docs/protocols/raop.md, "RTP over TCP").
+    CutInterleaved(u64),
     /// Cut the body of the core's response to this many bytes (`Content-Length` follows).
     Truncate(usize),
     /// Edit a binary-plist body of the core's response: `set` keys (YAML values: integer, real,
@@ -130,12 +133,39 @@ pub enum Action {
     /// FairPlay: answer `fp-setup` phase 3 with the 20 request bytes from this offset instead of
     /// from 144.
     FpEchoOffset(usize),
+    /// AirPlay video: close the event channel (the connection reversed by `POST /reverse`)
+    /// instead of pushing the event after this many (0: before the first). Match it to the
+    /// `/reverse` request.
+    DropEventChannel(u64),
     /// HomeKit pairing: answer this `/pair-setup` or `/pair-verify` message with this error TLV
     /// (BackOff adds a RetryDelay of 60 s); the pairing under way is not disturbed.
     HapError(HapError),
     /// HomeKit pairing: the accessory's proof in pair-setup M6 and pair-verify M2 is `signature`
     /// (made with another key than its LTPK) or `identifier` (another accessory's identifier).
     HapForge(HapForge),
+    /// DAAP: the library item with this id is still listed, but its own requests (artwork, the
+    /// song, playing it from the remote) get 404, as when its file is gone.
+    LibraryItemMissing(u32),
+    /// HomeKit encrypted channel: flip one byte, at a seeded position, of the first encrypted
+    /// block of the response, after sealing, so the controller's tag check fails. A response
+    /// that goes out in the clear is left alone.
+    CorruptEncryptedBlock,
+    /// Companion (docs/protocols/companion.md): `bad_mac` spoils the tag of the matching
+    /// encrypted frame the device sends; `refuse_launch` answers the matching `_launchApp` with an
+    /// error and launches nothing; `sleep` puts the device to sleep before it answers.
+    Companion(CompanionFault),
+}
+
+/// What a `companion` fault does.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, strum::IntoStaticStr,
+)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum CompanionFault {
+    BadMac,
+    RefuseLaunch,
+    Sleep,
 }
 
 /// The error a `hap_error` fault answers with (HAP Table 5-5).
@@ -176,7 +206,8 @@ pub enum Reach {
     /// RAOP's answer to `Apple-Challenge` (docs/protocols/raop.md): devices with a RAOP
     /// receiver (airport-express, apple-tv); the core reads it from [`CoreParams`].
     RaopChallenge,
-    /// RAOP's RTP audio datagrams (docs/protocols/raop.md): the datagram shell loses them.
+    /// RAOP's RTP audio (docs/protocols/raop.md): datagrams the datagram port loses, interleaved
+    /// frames the connection driver cuts.
     RaopAudio,
     /// AirPlay's FairPlay `fp-setup` (docs/protocols/airplay.md): apple-tv; the core reads it
     /// from [`CoreParams`].
@@ -184,6 +215,18 @@ pub enum Reach {
     /// HomeKit pair-setup and pair-verify (docs/protocols/hap.md): an apple-tv of generation 4k;
     /// the core reads it from [`CoreParams`].
     HapPairing,
+    /// The AirPlay video API's event channel (docs/protocols/airplay.md, "The reverse event channel"):
+    /// apple-tv; the core reads it from [`CoreParams`].
+    VideoEvents,
+    /// The shared library's per-item requests (docs/protocols/daap.md): itunes, the DACP side of
+    /// an apple-tv; the core reads it from [`CoreParams`].
+    DaapLibrary,
+    /// The encrypted channel after pairing (docs/protocols/hap.md, "The encrypted channel"): an
+    /// apple-tv of generation 4k; the connection driver applies it to the sealed bytes.
+    HapChannel,
+    /// Companion frames (docs/protocols/companion.md): an apple-tv of generation 4k; the core
+    /// reads it from [`CoreParams`].
+    Companion,
 }
 
 impl Reach {
@@ -194,6 +237,10 @@ impl Reach {
             Reach::RaopChallenge | Reach::RaopAudio => "RAOP",
             Reach::FairPlaySetup => "FairPlay",
             Reach::HapPairing => "HomeKit pairing",
+            Reach::VideoEvents => "AirPlay video",
+            Reach::DaapLibrary => "DAAP",
+            Reach::HapChannel => "HomeKit encrypted channel",
+            Reach::Companion => "Companion",
         }
     }
 }
@@ -301,6 +348,9 @@ impl Action {
                 ),
             Action::LosePackets(f) => Definition::new(RaopAudio, format!("lose_packets {f}"))
                 .unless((0.0..=1.0).contains(f), "", "must be between 0 and 1"),
+            Action::CutInterleaved(n) => {
+                Definition::new(RaopAudio, format!("cut_interleaved after {n} frame(s)"))
+            }
             Action::Truncate(n) => {
                 Definition::new(AnyExchange, format!("truncate body to {n} byte(s)"))
             }
@@ -329,11 +379,24 @@ impl Action {
             Action::FpEchoOffset(at) => {
                 Definition::new(FairPlaySetup, format!("fp_echo_offset {at}"))
             }
+            Action::DropEventChannel(n) => Definition::new(
+                VideoEvents,
+                format!("drop_event_channel after {n} event(s)"),
+            ),
             Action::HapError(e) => {
                 Definition::new(HapPairing, format!("hap_error {}", <&str>::from(e)))
             }
             Action::HapForge(f) => {
                 Definition::new(HapPairing, format!("hap_forge {}", <&str>::from(f)))
+            }
+            Action::LibraryItemMissing(id) => Definition::new(
+                DaapLibrary,
+                format!("library_item_missing {id}"),
+            )
+            .unless(*id > 0, "", "DAAP item ids start at 1"),
+            Action::CorruptEncryptedBlock => Definition::new(HapChannel, "corrupt_encrypted_block"),
+            Action::Companion(f) => {
+                Definition::new(Reach::Companion, format!("companion {}", <&str>::from(f)))
             }
         }
     }
@@ -445,6 +508,7 @@ mod tests {
             },
             Action::SignWith("other.pem".into()),
             Action::LosePackets(0.25),
+            Action::CutInterleaved(3),
             Action::Truncate(8),
             Action::EditPlist {
                 set: BTreeMap::from([("a".into(), serde_json::json!(1))]),
@@ -455,8 +519,12 @@ mod tests {
             },
             Action::FpReplyMode(3),
             Action::FpEchoOffset(0),
+            Action::DropEventChannel(1),
             Action::HapError(HapError::Busy),
             Action::HapForge(HapForge::Signature),
+            Action::LibraryItemMissing(2),
+            Action::CorruptEncryptedBlock,
+            Action::Companion(CompanionFault::RefuseLaunch),
         ]
     }
 
@@ -511,13 +579,18 @@ mod tests {
                 "corrupt 2 byte(s) of body",
                 "sign_with other.pem",
                 "lose_packets 0.25",
+                "cut_interleaved after 3 frame(s)",
                 "truncate body to 8 byte(s)",
                 "edit_plist set a=1, remove b",
                 "edit_dmap remove cmpg",
                 "fp_reply_mode 3",
                 "fp_echo_offset 0",
+                "drop_event_channel after 1 event(s)",
                 "hap_error busy",
                 "hap_forge signature",
+                "library_item_missing 2",
+                "corrupt_encrypted_block",
+                "companion refuse_launch",
             ]
         );
         let header = Action::Corrupt {
@@ -535,9 +608,13 @@ mod tests {
         for action in examples() {
             let want = match action {
                 Action::SignWith(_) => Reach::RaopChallenge,
-                Action::LosePackets(_) => Reach::RaopAudio,
+                Action::LosePackets(_) | Action::CutInterleaved(_) => Reach::RaopAudio,
                 Action::FpReplyMode(_) | Action::FpEchoOffset(_) => Reach::FairPlaySetup,
                 Action::HapError(_) | Action::HapForge(_) => Reach::HapPairing,
+                Action::DropEventChannel(_) => Reach::VideoEvents,
+                Action::LibraryItemMissing(_) => Reach::DaapLibrary,
+                Action::CorruptEncryptedBlock => Reach::HapChannel,
+                Action::Companion(_) => Reach::Companion,
                 _ => Reach::AnyExchange,
             };
             assert_eq!(action.reach(), want, "{}", action.name());

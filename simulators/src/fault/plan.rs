@@ -46,10 +46,16 @@ pub struct CoreParams {
     pub fp_reply_mode: Option<u8>,
     /// FairPlay phase-3 echo offset to use instead of 144.
     pub fp_echo_offset: Option<usize>,
+    /// AirPlay video: close the event channel instead of pushing the event after this many.
+    pub drop_event_channel: Option<u64>,
     /// HomeKit pairing: the error TLV to answer with instead of the core's answer.
     pub hap_error: Option<super::HapError>,
     /// HomeKit pairing: what to forge in the accessory's proof.
     pub hap_forge: Option<super::HapForge>,
+    /// DAAP: the library item whose own requests get 404 while it stays listed.
+    pub library_item_missing: Option<u32>,
+    /// Companion: what to do to the frame or the request.
+    pub companion: Option<super::CompanionFault>,
 }
 
 /// The plan's answer for one request.
@@ -59,6 +65,9 @@ pub struct Verdict {
     pub preempt: Option<Preempt>,
     pub edits: Vec<Edit>,
     pub params: CoreParams,
+    /// `corrupt_encrypted_block`: the seed of the byte the connection driver flips in the sealed
+    /// response.
+    pub corrupt_block: Option<u64>,
     pub applied: Vec<Applied>,
 }
 
@@ -243,7 +252,9 @@ impl FaultPlan {
                     seed: rng.gen(),
                 }),
                 Action::SignWith(path) => verdict.params.sign_with = Some(path.clone()),
-                Action::LosePackets(_) => unreachable!("filtered above"),
+                Action::LosePackets(_) | Action::CutInterleaved(_) => {
+                    unreachable!("filtered above")
+                }
                 Action::Truncate(n) => verdict.edits.push(Edit::Truncate(*n)),
                 Action::EditPlist { set, remove } => verdict.edits.push(Edit::Plist {
                     set: set.clone(),
@@ -254,8 +265,12 @@ impl FaultPlan {
                 }),
                 Action::FpReplyMode(mode) => verdict.params.fp_reply_mode = Some(*mode),
                 Action::FpEchoOffset(at) => verdict.params.fp_echo_offset = Some(*at),
+                Action::DropEventChannel(n) => verdict.params.drop_event_channel = Some(*n),
                 Action::HapError(e) => verdict.params.hap_error = Some(*e),
                 Action::HapForge(f) => verdict.params.hap_forge = Some(*f),
+                Action::LibraryItemMissing(id) => verdict.params.library_item_missing = Some(*id),
+                Action::CorruptEncryptedBlock => verdict.corrupt_block = Some(rng.gen()),
+                Action::Companion(f) => verdict.params.companion = Some(*f),
             }
             verdict.applied.push(Applied {
                 fault: i,
@@ -263,6 +278,35 @@ impl FaultPlan {
             });
         }
         verdict
+    }
+
+    /// Whether the interleaved frame that starts after `frames` whole ones on a connection of
+    /// `device` is cut (`cut_interleaved`). Returns the fault that cuts it.
+    pub fn cut_interleaved(&self, device: &str, frames: u64) -> Option<usize> {
+        if self.active.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
+        let mut slots = self.lock();
+        for (i, slot) in slots.iter_mut().enumerate() {
+            let Action::CutInterleaved(after) = slot.fault.action else {
+                continue;
+            };
+            if !slot.active
+                || frames < after
+                || slot
+                    .fault
+                    .when
+                    .device
+                    .as_deref()
+                    .is_some_and(|d| d != device)
+            {
+                continue;
+            }
+            slot.counters.matched += 1;
+            slot.counters.applied += 1;
+            return Some(i);
+        }
+        None
     }
 
     /// Whether a datagram arriving at `device` is lost. Returns the fault that lost it.

@@ -9,4 +9,4 @@ pub mod tcp;
 pub mod udp;
 
 pub use recorder::Recorder;
-pub use tcp::{bind, spawn, spawn_stream, ShellConfig};
+pub use tcp::{bind, spawn, spawn_stream, Acceptor, ShellConfig};

@@ -5,15 +5,21 @@
 //! `capacity` events in memory, so a device that runs for days stays flat; a sink
 //! ([`Recorder::set_sink`]) sees every event as it is recorded, so what the ring forgets can still
 //! be written to disk.
+//!
+//! A recorder may also keep a [`PacketLog`] of the bytes that crossed the wire where the events
+//! hold no bytes (UDP datagrams, byte streams), for captures; it is off unless asked for
+//! ([`Recorder::log_packets`]).
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
 use crate::event::{Event, EventKind};
+use crate::packet_log::{Logged, PacketLog, WirePacket};
 
 /// Called with every event, in order, as it is recorded.
 pub type Sink = Box<dyn FnMut(&Event) + Send>;
@@ -25,6 +31,10 @@ pub struct Recorder {
     /// Most events kept in memory; `None`: all of them.
     capacity: Option<usize>,
     changed: Notify,
+    /// The packets of [`Recorder::log_packets`], when asked for.
+    packets: Mutex<Option<PacketLog>>,
+    /// Whether `packets` is on: read for every datagram, so without taking the lock.
+    logging_packets: AtomicBool,
 }
 
 struct Log {
@@ -89,6 +99,8 @@ impl Recorder {
             }),
             capacity,
             changed: Notify::new(),
+            packets: Mutex::new(None),
+            logging_packets: AtomicBool::new(false),
         }
     }
 
@@ -176,6 +188,41 @@ impl Recorder {
         self.len() == 0
     }
 
+    /// From now on, keeps the packets the shell logs ([`Recorder::log_packet`]), at most
+    /// `budget` bytes of them (the oldest go first).
+    pub fn log_packets(&self, budget: usize) {
+        *self.lock_packets() = Some(PacketLog::new(budget));
+        self.logging_packets.store(true, Ordering::Release);
+    }
+
+    /// Whether packets are logged: the shell makes a [`WirePacket`] only then.
+    pub fn logs_packets(&self) -> bool {
+        self.logging_packets.load(Ordering::Acquire)
+    }
+
+    /// Logs one packet, stamped with the recorder's clock (nothing unless
+    /// [`Recorder::log_packets`] was called). `at` in `packet` is replaced.
+    pub fn log_packet(&self, mut packet: WirePacket) {
+        let mut log = self.lock_packets();
+        if let Some(log) = log.as_mut() {
+            packet.at = self.start.elapsed();
+            log.push(packet);
+        }
+    }
+
+    /// The packets logged and kept, oldest first, and how many were dropped for the budget;
+    /// the log is left empty (still logging), so the packets are not held twice.
+    pub fn take_packets(&self) -> Logged {
+        self.lock_packets()
+            .as_mut()
+            .map(PacketLog::take)
+            .unwrap_or_default()
+    }
+
+    fn lock_packets(&self) -> std::sync::MutexGuard<'_, Option<PacketLog>> {
+        self.packets.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Waits until a new event is recorded.
     pub async fn changed(&self) {
         self.changed.notified().await
@@ -252,5 +299,34 @@ mod tests {
         }
         assert_eq!(*seen.lock().unwrap(), ["0", "1", "2", "3", "4"]);
         assert_eq!(b.snapshot().len(), 2);
+    }
+
+    #[test]
+    fn packets_are_logged_only_once_asked_for_and_within_the_budget() {
+        let packet = |n: usize| WirePacket {
+            at: Duration::from_secs(99),
+            device: "d".into(),
+            transport: crate::packet_log::Transport::Udp,
+            from: SocketAddr::from(([127, 0, 0, 1], 1)),
+            to: SocketAddr::from(([127, 0, 0, 1], 2)),
+            wire: Some(vec![0; n]),
+            plain: None,
+            note: None,
+        };
+        let r = Recorder::new();
+        assert!(!r.logs_packets());
+        r.log_packet(packet(10));
+        assert_eq!(r.take_packets(), Logged::default());
+        r.log_packets(2 * (std::mem::size_of::<WirePacket>() + 100));
+        assert!(r.logs_packets());
+        for _ in 0..3 {
+            r.log_packet(packet(100));
+        }
+        let logged = r.take_packets();
+        assert_eq!((logged.packets.len(), logged.dropped), (2, 1));
+        assert!(
+            logged.packets[0].at < Duration::from_secs(99),
+            "stamped with the recorder's clock"
+        );
     }
 }

@@ -15,12 +15,14 @@ use tracing::{debug, info_span, warn, Instrument};
 
 use super::udp;
 use super::Recorder;
+use crate::buffer_budget::{BufferBudget, Verdict};
 use crate::connection::{Connection, End};
 use crate::event::EventKind;
 use crate::fault::FaultPlan;
-use crate::protocol_core::{Changes, ConnInfo, ProtocolCore, UdpRequest};
+use crate::packet_log::{Transport, WirePacket};
+use crate::protocol_core::{Changes, ConnInfo, PortRequest, ProtocolCore};
 use crate::stream_connection::StreamConnection;
-use crate::stream_core::StreamCore;
+use crate::stream_core::{Plaintext, StreamCore};
 use crate::wire::Limits;
 
 /// What every shell of a device shares.
@@ -34,6 +36,8 @@ pub struct ShellConfig {
     pub idle_timeout: Duration,
     /// Flips to `true` when the device must stop.
     pub shutdown: watch::Receiver<bool>,
+    /// Bytes all connections of the device may hold at once.
+    pub buffers: Arc<BufferBudget>,
 }
 
 impl ShellConfig {
@@ -44,6 +48,61 @@ impl ShellConfig {
             conn.map(|c| c.peer),
             kind,
         );
+    }
+}
+
+/// An accept loop's memory of failures. Out of descriptors (EMFILE, ENFILE), `accept` fails until
+/// connections close while the pending connection stays in the listen backlog: the loop backs off
+/// instead of spinning, says so once, and says when it accepts again.
+pub struct Acceptor {
+    who: String,
+    /// Accept errors in a row.
+    failing: u64,
+}
+
+impl Acceptor {
+    /// How long to wait after a failed accept.
+    pub const BACK_OFF: Duration = Duration::from_millis(50);
+
+    /// `who` names the listener in the log (a device, "control API").
+    pub fn new(who: &str) -> Self {
+        Acceptor {
+            who: who.to_string(),
+            failing: 0,
+        }
+    }
+
+    /// The next connection, or `None` once `shutdown` turns true.
+    pub async fn accept(
+        &mut self,
+        listener: &TcpListener,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Option<(TcpStream, SocketAddr)> {
+        loop {
+            let accepted = tokio::select! {
+                a = listener.accept() => a,
+                _ = shutdown.wait_for(|s| *s) => return None,
+            };
+            match accepted {
+                Ok(x) => {
+                    if self.failing > 0 {
+                        warn!(device = %self.who, retries = self.failing, "accepting again");
+                        self.failing = 0;
+                    }
+                    return Some(x);
+                }
+                Err(e) => {
+                    if self.failing == 0 {
+                        warn!(device = %self.who, error = %e, "accept failed; retrying every 50 ms");
+                    }
+                    self.failing += 1;
+                    tokio::select! {
+                        _ = tokio::time::sleep(Self::BACK_OFF) => {}
+                        _ = shutdown.wait_for(|s| *s) => return None,
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -71,30 +130,8 @@ pub fn spawn<S: ProtocolCore>(
     let revision = service.changes().map(super::revision::watch);
     let mut shutdown = cfg.shutdown.clone();
     tokio::spawn(async move {
-        // Accept errors in a row: EMFILE (out of descriptors) lasts until connections close.
-        let mut failing = 0u64;
-        loop {
-            let accepted = tokio::select! {
-                a = listener.accept() => a,
-                _ = shutdown.wait_for(|s| *s) => break,
-            };
-            let (stream, peer) = match accepted {
-                Ok(x) => x,
-                Err(e) => {
-                    // The pending connection stays in the listen backlog: back off instead of
-                    // spinning, say so once, and accept it when a descriptor is free again.
-                    if failing == 0 {
-                        warn!(device = %cfg.device, error = %e, "accept failed; retrying every 50 ms");
-                    }
-                    failing += 1;
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            if failing > 0 {
-                warn!(device = %cfg.device, retries = failing, "accepting again");
-                failing = 0;
-            }
+        let mut acceptor = Acceptor::new(&cfg.device);
+        while let Some((stream, peer)) = acceptor.accept(&listener, &mut shutdown).await {
             let local = stream.local_addr().unwrap_or(peer);
             let info = ConnInfo {
                 device: cfg.device.clone(),
@@ -129,7 +166,7 @@ async fn connection<S: ProtocolCore>(
         SystemTime::now(),
     );
     let (udp_close, udp_closed) = watch::channel(false);
-    let mut udp_tasks = Vec::new();
+    let mut port_tasks = Vec::new();
     let changes = service.changes().zip(revision);
     serve(
         &mut stream,
@@ -137,18 +174,24 @@ async fn connection<S: ProtocolCore>(
         &cfg,
         changes,
         &udp_closed,
-        &mut udp_tasks,
+        &mut port_tasks,
     )
     .await;
     // Datagrams sent just before the connection ended may still wait in the UDP sockets: each
-    // port drains what is queued, then stops.
+    // port drains what is queued, then stops. A TCP port's accepting task has nothing to drain.
     let _ = udp_close.send(true);
-    for t in udp_tasks {
+    for (t, drains) in port_tasks {
+        if !drains {
+            t.abort();
+            continue;
+        }
+        let abort = t.abort_handle();
         if tokio::time::timeout(Duration::from_millis(500), t)
             .await
             .is_err()
         {
-            debug!("udp port did not drain in time");
+            abort.abort();
+            debug!("port did not drain in time; stopped");
         }
     }
     if conn.end_reason() == Some(&End::Reset) {
@@ -171,31 +214,68 @@ async fn serve<D: Driven>(
     cfg: &ShellConfig,
     mut changes: Option<(&Changes, watch::Receiver<u64>)>,
     udp_closed: &watch::Receiver<bool>,
-    udp_tasks: &mut Vec<JoinHandle<()>>,
+    port_tasks: &mut Vec<(JoinHandle<()>, bool)>,
 ) {
     let mut shutdown = cfg.shutdown.clone();
     let mut chunk = vec![0u8; 16 * 1024];
+    let mut share = Share {
+        budget: &cfg.buffers,
+        bytes: 0,
+    };
+    let logging = conn.events_lack_bytes() && cfg.recorder.logs_packets();
+    if logging {
+        conn.log_plaintext();
+    }
+    let (peer, local) = (conn.info().peer, conn.info().local);
+    let log = |from_peer: bool, wire: Option<Vec<u8>>, plain: Option<Vec<u8>>| {
+        let (from, to) = if from_peer {
+            (peer, local)
+        } else {
+            (local, peer)
+        };
+        cfg.recorder.log_packet(WirePacket {
+            at: Duration::ZERO,
+            device: cfg.device.clone(),
+            transport: Transport::Tcp,
+            from,
+            to,
+            wire,
+            plain,
+            note: None,
+        });
+    };
     loop {
+        share.account(conn, &cfg.device);
         while let Some(kind) = conn.poll_event() {
             cfg.record(Some(conn.info()), kind);
         }
+        while let Some(plain) = conn.poll_plaintext() {
+            log(plain.from_peer, None, Some(plain.bytes));
+        }
         if let Some(bytes) = conn.poll_transmit() {
-            if let Err(e) = stream.write_all(&bytes).await {
-                conn.abort(format!("write error: {e}"));
+            match stream.write_all(&bytes).await {
+                Ok(()) if logging => log(false, Some(bytes), None),
+                Ok(()) => {}
+                Err(e) => conn.abort(format!("write error: {e}")),
             }
             continue;
         }
-        if let Some(requests) = conn.poll_udp() {
+        if let Some(requests) = conn.poll_ports() {
             let mut ports = Vec::with_capacity(requests.len());
+            let ip = conn.info().local.ip();
             for r in requests {
-                let ip = conn.info().local.ip();
-                match udp::open(ip, r, cfg.clone(), udp_closed.clone()).await {
+                let drains = matches!(r, PortRequest::Udp(_));
+                let opened = match r {
+                    PortRequest::Udp(r) => udp::open(ip, r, cfg.clone(), udp_closed.clone()).await,
+                    PortRequest::Tcp(r) => open_tcp(ip, r, cfg, conn.info().index).await,
+                };
+                match opened {
                     Ok((port, task)) => {
                         ports.push(port);
-                        udp_tasks.push(task);
+                        port_tasks.push((task, drains));
                     }
                     Err(e) => {
-                        warn!(error = %e, "cannot open UDP port");
+                        warn!(error = %e, "cannot open a port");
                         ports.push(0);
                     }
                 }
@@ -214,7 +294,12 @@ async fn serve<D: Driven>(
         tokio::select! {
             r = stream.read(&mut chunk), if reading => match r {
                 Ok(0) => conn.receive_eof(),
-                Ok(n) => conn.receive(&chunk[..n], SystemTime::now()),
+                Ok(n) => {
+                    if logging {
+                        log(true, Some(chunk[..n].to_vec()), None);
+                    }
+                    conn.receive(&chunk[..n], SystemTime::now())
+                }
                 Err(e) => conn.abort(format!("read error: {e}")),
             },
             _ = shutdown.wait_for(|s| *s), if reading => conn.abort("device shutting down".into()),
@@ -224,13 +309,74 @@ async fn serve<D: Driven>(
     }
 }
 
+/// Connections accepted on a port that connection `n` opened are numbered from
+/// `(n + 1) * OPENED_PORT_INDEX`, so the transcript tells them from the device's own.
+const OPENED_PORT_INDEX: u64 = 1000;
+
+/// Listens on `ip:0` for a port the core of connection `owner` asked for at run time; the
+/// accepting task is aborted when that connection ends.
+async fn open_tcp(
+    ip: std::net::IpAddr,
+    request: crate::protocol_core::TcpRequest,
+    cfg: &ShellConfig,
+    owner: u64,
+) -> std::io::Result<(u16, JoinHandle<()>)> {
+    let listener = bind(SocketAddr::new(ip, 0)).await?;
+    let port = listener.local_addr()?.port();
+    let task = spawn_stream_from(
+        listener,
+        Arc::new(request.accept),
+        cfg.clone(),
+        request.name,
+        request.protocol,
+        owner.saturating_add(1).saturating_mul(OPENED_PORT_INDEX),
+    );
+    Ok((port, task))
+}
+
+/// What one connection holds of its device's [`BufferBudget`]; given back when it ends.
+struct Share<'a> {
+    budget: &'a BufferBudget,
+    bytes: usize,
+}
+
+impl Share<'_> {
+    /// Brings the connection's share up to date; a connection whose growth takes the device over
+    /// its budget is answered and closed ([`Connection::overloaded`]), with one log line each time
+    /// the device runs full.
+    fn account<D: Driven>(&mut self, conn: &mut D, device: &str) {
+        let held = conn.buffered();
+        if let Verdict::Over { first } = self.budget.account(self.bytes, held) {
+            if first {
+                warn!(
+                    device,
+                    limit = self.budget.limit(),
+                    "device buffers full: connections that grow are answered 503 and closed until they drain"
+                );
+            }
+            conn.overloaded(SystemTime::now());
+            let after = conn.buffered();
+            self.budget.account(held, after);
+            self.bytes = after;
+        } else {
+            self.bytes = held;
+        }
+    }
+}
+
+impl Drop for Share<'_> {
+    fn drop(&mut self) {
+        self.budget.account(self.bytes, 0);
+    }
+}
+
 /// What [`serve`] drives: the request driver ([`Connection`]) or the byte-stream driver
 /// ([`StreamConnection`]), through the same methods.
 trait Driven {
     fn info(&self) -> &ConnInfo;
     fn poll_event(&mut self) -> Option<EventKind>;
     fn poll_transmit(&mut self) -> Option<Vec<u8>>;
-    fn poll_udp(&mut self) -> Option<Vec<UdpRequest>>;
+    fn poll_ports(&mut self) -> Option<Vec<PortRequest>>;
     fn ports_opened(&mut self, ports: &[u16], now: SystemTime);
     fn end_reason(&self) -> Option<&End>;
     fn poll_timeout(&self) -> Option<SystemTime>;
@@ -241,6 +387,17 @@ trait Driven {
     fn abort(&mut self, reason: String);
     fn handle_timeout(&mut self, now: SystemTime);
     fn handle_change(&mut self, now: SystemTime);
+    fn buffered(&self) -> usize;
+    fn overloaded(&mut self, now: SystemTime);
+    /// Whether captures need the bytes this connection moves: its events summarise frames
+    /// instead of holding them (a byte stream), unlike requests and responses.
+    fn events_lack_bytes(&self) -> bool {
+        false
+    }
+    fn log_plaintext(&mut self) {}
+    fn poll_plaintext(&mut self) -> Option<Plaintext> {
+        None
+    }
 }
 
 impl<S: ProtocolCore> Driven for Connection<S> {
@@ -253,8 +410,8 @@ impl<S: ProtocolCore> Driven for Connection<S> {
     fn poll_transmit(&mut self) -> Option<Vec<u8>> {
         Connection::poll_transmit(self)
     }
-    fn poll_udp(&mut self) -> Option<Vec<UdpRequest>> {
-        Connection::poll_udp(self)
+    fn poll_ports(&mut self) -> Option<Vec<PortRequest>> {
+        Connection::poll_ports(self)
     }
     fn ports_opened(&mut self, ports: &[u16], now: SystemTime) {
         Connection::ports_opened(self, ports, now)
@@ -286,6 +443,12 @@ impl<S: ProtocolCore> Driven for Connection<S> {
     fn handle_change(&mut self, now: SystemTime) {
         Connection::handle_change(self, now)
     }
+    fn buffered(&self) -> usize {
+        Connection::buffered(self)
+    }
+    fn overloaded(&mut self, now: SystemTime) {
+        Connection::overloaded(self, now)
+    }
 }
 
 impl<C: StreamCore> Driven for StreamConnection<C> {
@@ -298,7 +461,7 @@ impl<C: StreamCore> Driven for StreamConnection<C> {
     fn poll_transmit(&mut self) -> Option<Vec<u8>> {
         StreamConnection::poll_transmit(self)
     }
-    fn poll_udp(&mut self) -> Option<Vec<UdpRequest>> {
+    fn poll_ports(&mut self) -> Option<Vec<PortRequest>> {
         None
     }
     fn ports_opened(&mut self, _: &[u16], _: SystemTime) {}
@@ -327,6 +490,21 @@ impl<C: StreamCore> Driven for StreamConnection<C> {
         StreamConnection::handle_timeout(self, now)
     }
     fn handle_change(&mut self, _: SystemTime) {}
+    fn buffered(&self) -> usize {
+        StreamConnection::buffered(self)
+    }
+    fn overloaded(&mut self, _: SystemTime) {
+        StreamConnection::overloaded(self)
+    }
+    fn events_lack_bytes(&self) -> bool {
+        true
+    }
+    fn log_plaintext(&mut self) {
+        StreamConnection::log_plaintext(self)
+    }
+    fn poll_plaintext(&mut self) -> Option<Plaintext> {
+        StreamConnection::poll_plaintext(self)
+    }
 }
 
 /// Accepts connections until shutdown, each driven by a [`StreamConnection`] of `core`;
@@ -338,6 +516,18 @@ pub fn spawn_stream<C: StreamCore>(
     service_name: &str,
     protocol: &'static str,
 ) -> JoinHandle<()> {
+    spawn_stream_from(listener, core, cfg, service_name, protocol, 0)
+}
+
+/// [`spawn_stream`] whose connections are numbered from `first_index`.
+fn spawn_stream_from<C: StreamCore>(
+    listener: TcpListener,
+    core: Arc<C>,
+    cfg: ShellConfig,
+    service_name: &str,
+    protocol: &'static str,
+    first_index: u64,
+) -> JoinHandle<()> {
     let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
     cfg.record(
         None,
@@ -346,22 +536,11 @@ pub fn spawn_stream<C: StreamCore>(
             port,
         },
     );
-    let counter = Arc::new(AtomicU64::new(0));
+    let counter = Arc::new(AtomicU64::new(first_index));
     let mut shutdown = cfg.shutdown.clone();
     tokio::spawn(async move {
-        loop {
-            let accepted = tokio::select! {
-                a = listener.accept() => a,
-                _ = shutdown.wait_for(|s| *s) => break,
-            };
-            let (mut stream, peer) = match accepted {
-                Ok(x) => x,
-                Err(e) => {
-                    warn!(device = %cfg.device, error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
+        let mut acceptor = Acceptor::new(&cfg.device);
+        while let Some((mut stream, peer)) = acceptor.accept(&listener, &mut shutdown).await {
             let info = ConnInfo {
                 device: cfg.device.clone(),
                 index: counter.fetch_add(1, Ordering::Relaxed),

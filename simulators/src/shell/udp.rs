@@ -2,7 +2,7 @@
 //! sans-IO [`DatagramPort`] (the fault seam, then the core's handler), send back what it answers.
 
 use std::net::{IpAddr, SocketAddr};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
@@ -11,6 +11,7 @@ use tracing::debug;
 
 use super::tcp::ShellConfig;
 use crate::connection::DatagramPort;
+use crate::packet_log::{Transport, WirePacket};
 use crate::protocol_core::UdpRequest;
 
 /// Binds `ip:0` and serves it until the device stops, or until `closed` flips (the connection
@@ -22,7 +23,8 @@ pub async fn open(
     mut closed: watch::Receiver<bool>,
 ) -> std::io::Result<(u16, JoinHandle<()>)> {
     let socket = UdpSocket::bind(SocketAddr::new(ip, 0)).await?;
-    let port = socket.local_addr()?.port();
+    let local = socket.local_addr()?;
+    let port = local.port();
     let mut shutdown = cfg.shutdown.clone();
     let mut datagrams = DatagramPort::new(request, cfg.plan.clone(), cfg.device.clone());
     let task = tokio::spawn(async move {
@@ -50,9 +52,39 @@ pub async fn open(
             if let Some(kind) = datagram.event {
                 cfg.recorder.record(&cfg.device, None, Some(from), kind);
             }
+            let logging = cfg.recorder.logs_packets();
+            if logging {
+                let note = datagram.lost.then(|| {
+                    format!(
+                        "lost by a lose_packets fault on the {} port",
+                        datagrams.name()
+                    )
+                });
+                cfg.recorder.log_packet(WirePacket {
+                    at: Duration::ZERO,
+                    device: cfg.device.clone(),
+                    transport: Transport::Udp,
+                    from,
+                    to: local,
+                    wire: Some(buf[..n].to_vec()),
+                    plain: datagrams.plaintext(&buf[..n]),
+                    note,
+                });
+            }
             for reply in datagram.replies {
-                if let Err(e) = socket.send_to(&reply, from).await {
-                    debug!(error = %e, port = datagrams.name(), "udp send failed");
+                match socket.send_to(&reply, from).await {
+                    Ok(_) if logging => cfg.recorder.log_packet(WirePacket {
+                        at: Duration::ZERO,
+                        device: cfg.device.clone(),
+                        transport: Transport::Udp,
+                        from: local,
+                        to: from,
+                        wire: Some(reply),
+                        plain: None,
+                        note: None,
+                    }),
+                    Ok(_) => {}
+                    Err(e) => debug!(error = %e, port = datagrams.name(), "udp send failed"),
                 }
             }
         }
