@@ -444,22 +444,34 @@ fn peers(out: &Path, scenario: &str) -> Vec<String> {
     peers
 }
 
+/// Runs the scenario files with `--pcap` and `--out` in a scratch folder named `tag`; they must
+/// pass. Returns the capture folder and the transcript folder.
+fn captured(tag: &str, files: &[&str]) -> (std::path::PathBuf, std::path::PathBuf) {
+    let dir = scratch(tag);
+    let (pcap, out) = (dir.join("pcap"), dir.join("out"));
+    let mut args = vec!["run".to_string()];
+    args.extend(files.iter().map(|f| f.to_string()));
+    for (flag, path) in [("--pcap", &pcap), ("--out", &out)] {
+        args.push(flag.into());
+        args.push(path.to_string_lossy().into_owned());
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let o = run(&args);
+    assert!(o.status.success(), "{:?}", text(&o));
+    (pcap, out)
+}
+
 #[test]
 fn pcapng_captures_dissect_in_tshark() {
     require_tool("tshark");
-    let dir = scratch("pcap");
-    let (pcap, out) = (dir.join("pcap"), dir.join("out"));
-    let o = run(&[
-        "run",
-        "scenarios/airport-express/own-sender-happy-path.yaml",
-        "scenarios/itunes/own-client-tour.yaml",
-        "scenarios/apple-tv-4k/own-client-pair.yaml",
-        "--pcap",
-        &pcap.to_string_lossy(),
-        "--out",
-        &out.to_string_lossy(),
-    ]);
-    assert!(o.status.success(), "{:?}", text(&o));
+    let (pcap, out) = captured(
+        "pcap",
+        &[
+            "scenarios/airport-express/own-sender-happy-path.yaml",
+            "scenarios/itunes/own-client-tour.yaml",
+            "scenarios/apple-tv-4k/own-client-pair.yaml",
+        ],
+    );
 
     // RTSP: airtwin's RAOP sender against an AirPort Express.
     let raop = pcap.join("apx-own-sender-happy-path.pcapng");
@@ -585,20 +597,97 @@ fn hex(text: &str) -> Vec<u8> {
 }
 
 #[test]
+fn pcapng_captures_hold_rtp_interleaved_over_rtsp_and_decrypt_it_in_the_second_file() {
+    require_tool("tshark");
+    let name = "apx-pulseaudio-tcp-stream";
+    let (pcap, out) = captured(
+        "pcap-interleaved",
+        &["scenarios/airport-express/pulseaudio-tcp-stream.yaml"],
+    );
+    let port = listening_port(&out, name, "raop");
+    let frames = |file: &str| -> Vec<(String, Vec<u8>)> {
+        tshark(
+            &pcap.join(file),
+            Some((port, "rtsp")),
+            "rtsp.channel",
+            &["rtsp.channel", "rtsp.data"],
+        )
+        .into_iter()
+        .map(|r| (r[0].clone(), hex(&r[1])))
+        .collect()
+    };
+    let (wire, plain) = (
+        frames(&format!("{name}.pcapng")),
+        frames(&format!("{name}.decrypted.pcapng")),
+    );
+    // PulseAudio sends 4096-frame packets: one second of audio is at least 10 of them.
+    let audio: Vec<_> = wire.iter().filter(|(c, _)| c == "0x00").collect();
+    assert!(
+        audio.len() >= 10,
+        "{} audio frames on channel 0",
+        audio.len()
+    );
+    assert_eq!(wire.len(), plain.len());
+    for ((wc, w), (pc, p)) in wire.iter().zip(&plain) {
+        assert_eq!(wc, pc);
+        assert_eq!(w.len(), p.len());
+        if wc != "0x00" {
+            continue; // channel 1: control packets, never encrypted
+        }
+        // RTP version 2, payload type 96 (the marker bit may be set); the header is in clear.
+        assert_eq!((w[0], w[1] & 0x7f), (0x80, 96), "{:02x?}", &w[..4]);
+        assert_eq!(
+            w[..12],
+            p[..12],
+            "the RTP header reads the same in both files"
+        );
+        assert_ne!(
+            w[12..],
+            p[12..],
+            "the AES-CBC payload reads decrypted in the second file"
+        );
+    }
+}
+
+#[test]
+fn pcapng_of_a_scenario_run_inside_the_namespace_is_written_by_the_child() {
+    require_tool("tshark");
+    let name = "netns-own-sender";
+    let (pcap, out) = captured("pcap-netns", &["tests/fixtures/netns-own-sender.yaml"]);
+    let file = pcap.join(format!("{name}.pcapng"));
+    let port = listening_port(&out, name, "raop");
+    let methods: Vec<String> = tshark(
+        &file,
+        Some((port, "rtsp")),
+        "rtsp.request",
+        &["rtsp.method"],
+    )
+    .into_iter()
+    .map(|r| r[0].clone())
+    .collect();
+    assert_eq!(
+        methods,
+        ["OPTIONS", "ANNOUNCE", "SETUP", "RECORD", "TEARDOWN"],
+        "the parent, which saw no packets, must not overwrite the child's capture"
+    );
+    let server = setup_port(&out, name, "server_port");
+    let audio = tshark(
+        &file,
+        None,
+        &format!("udp.dstport == {server}"),
+        &["udp.length"],
+    );
+    assert!(audio.len() >= 100, "{} audio datagrams", audio.len());
+}
+
+#[test]
 fn pcapng_captures_hold_raop_audio_as_rtp_over_udp() {
     require_tool("tshark");
-    let dir = scratch("pcap-udp");
-    let (pcap, out) = (dir.join("pcap"), dir.join("out"));
     let name = "apx-own-sender-happy-path";
-    let o = run(&[
-        "run",
-        "scenarios/airport-express/own-sender-happy-path.yaml",
-        "--pcap",
-        &pcap.to_string_lossy(),
-        "--out",
-        &out.to_string_lossy(),
-    ]);
-    assert!(o.status.success(), "{:?}", text(&o));
+    let (pcap, out) = captured(
+        "pcap-udp",
+        &["scenarios/airport-express/own-sender-happy-path.yaml"],
+    );
     let (server, control) = (
         setup_port(&out, name, "server_port"),
         setup_port(&out, name, "control_port"),
@@ -703,18 +792,11 @@ fn pcapng_captures_hold_raop_audio_as_rtp_over_udp() {
 #[test]
 fn pcapng_captures_hold_the_spotify_access_point_stream_and_its_decrypted_frames() {
     require_tool("tshark");
-    let dir = scratch("pcap-spotify");
-    let (pcap, out) = (dir.join("pcap"), dir.join("out"));
     let name = "spotify-ap-own-client-login";
-    let o = run(&[
-        "run",
-        "scenarios/spotify-ap/own-client-login.yaml",
-        "--pcap",
-        &pcap.to_string_lossy(),
-        "--out",
-        &out.to_string_lossy(),
-    ]);
-    assert!(o.status.success(), "{:?}", text(&o));
+    let (pcap, out) = captured(
+        "pcap-spotify",
+        &["scenarios/spotify-ap/own-client-login.yaml"],
+    );
     let port = listening_port(&out, name, "spotify-ap");
     let client = peers(&out, name);
     assert_eq!(client.len(), 1, "{client:?}");
@@ -808,16 +890,11 @@ fn pcapng_captures_hold_the_spotify_access_point_stream_and_its_decrypted_frames
 fn pcapng_captures_hold_airplay2_audio_sealed_on_the_wire_and_opened_in_the_decrypted_file() {
     require_tool("tshark");
     airtwin_conformance::require_peers();
-    let dir = scratch("pcap-airplay2");
-    let pcap = dir.join("pcap");
     let name = "apple-tv-4k-pyatv-stream-airplay2";
-    let o = run(&[
-        "run",
-        "scenarios/apple-tv-4k/pyatv-stream-airplay2.yaml",
-        "--pcap",
-        &pcap.to_string_lossy(),
-    ]);
-    assert!(o.status.success(), "{:?}", text(&o));
+    let (pcap, _) = captured(
+        "pcap-airplay2",
+        &["scenarios/apple-tv-4k/pyatv-stream-airplay2.yaml"],
+    );
     let wire_file = pcap.join(format!("{name}.pcapng"));
     // The realtime audio port (its number is in SETUP's binary plist): where most datagrams go.
     let mut ports: Vec<String> = tshark(&wire_file, None, "udp", &["udp.dstport"])

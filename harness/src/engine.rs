@@ -31,9 +31,11 @@ pub struct RunOptions {
     pub peers: Option<PathBuf>,
     /// Replaces every scenario's `discovery` mode (`--discovery`).
     pub discovery: Option<crate::discovery::DiscoveryMode>,
-    /// Keep the datagrams and byte-stream bytes the devices saw (`--pcap`), within
-    /// [`PacketLog::DEFAULT_BUDGET`](airtwin_simulators::packet_log::PacketLog::DEFAULT_BUDGET).
-    pub log_packets: bool,
+    /// `--pcap DIR`: keep the datagrams and byte-stream bytes the devices saw, within
+    /// [`PacketLog::DEFAULT_BUDGET`](airtwin_simulators::packet_log::PacketLog::DEFAULT_BUDGET),
+    /// for the capture the caller writes into DIR. A scenario that runs in a child inside
+    /// `ci/netns` has the child write its capture there ([`ScenarioResult::pcap_written`]).
+    pub pcap: Option<PathBuf>,
 }
 
 /// A failed expectation.
@@ -66,9 +68,13 @@ pub struct ScenarioResult {
     pub differences: Vec<crate::differential::Difference>,
     #[serde(skip)]
     pub events: Vec<Event>,
-    /// With [`RunOptions::log_packets`]: the packets logged (oldest dropped past the budget).
+    /// With [`RunOptions::pcap`]: the packets logged (oldest dropped past the budget).
     #[serde(skip)]
     pub packets: airtwin_simulators::packet_log::Logged,
+    /// The capture of `--pcap` is already written (by the child run inside `ci/netns`, which
+    /// alone saw the packets).
+    #[serde(skip)]
+    pub pcap_written: bool,
 }
 
 fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -92,6 +98,7 @@ impl ScenarioResult {
             differences: Vec::new(),
             events: Vec::new(),
             packets: Default::default(),
+            pcap_written: false,
         }
     }
 
@@ -121,7 +128,7 @@ pub async fn run(
             return crate::netns::run_scenario(loaded, opts, seed, cancel).await;
         }
         let recorder = Recorder::shared();
-        if opts.log_packets {
+        if opts.pcap.is_some() {
             recorder.log_packets(airtwin_simulators::packet_log::PacketLog::DEFAULT_BUDGET);
         }
         let plan = Arc::new(FaultPlan::new(seed, scenario.faults.clone()));

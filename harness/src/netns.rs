@@ -3,8 +3,9 @@
 //! interface: docs/peers.md) and differential scenarios whose reference needs one
 //! ([`ReferenceKind::needs_namespace`]: shairport-sync and UxPlay publish through avahi-daemon,
 //! Kodi binds 0.0.0.0). Outside one, `airtwin run` runs such a scenario as `ci/netns airtwin run
-//! FILE --seed N [--out DIR] [--differential REF] [--discovery MODE] --result-json F` (same
-//! `--out`, so transcripts and `differences.json` land where the parent's would) and folds the
+//! FILE --seed N [--out DIR] [--differential REF] [--discovery MODE] [--pcap DIR] --result-json F`
+//! (same `--out` and `--pcap`, so transcripts, `differences.json` and captures land where the
+//! parent's would) and folds the
 //! child's result file into its own report; a child that crashes or leaves no result is an
 //! error of the scenario, never a silent pass.
 //!
@@ -207,6 +208,17 @@ pub async fn run_scenario(
     if let Some(mode) = &opts.discovery {
         argv.push("--discovery".into());
         argv.push(discovery_arg(mode));
+    }
+    // Only the child sees the devices' datagrams and stream bytes: it writes the capture.
+    if let Some(dir) = &opts.pcap {
+        argv.push("--pcap".into());
+        argv.push(
+            std::path::absolute(dir)
+                .unwrap_or_else(|_| dir.clone())
+                .to_string_lossy()
+                .into_owned(),
+        );
+        result.pcap_written = true;
     }
     // A differential scenario runs its clients twice, after the reference (and its avahi) start.
     let client_time: f64 = scenario.clients.iter().map(|c| c.timeout).sum();

@@ -127,6 +127,17 @@ pub struct Connection<S: ProtocolCore> {
     frames: u64,
     /// Whether the core already refused a frame here (only the first refusal is recorded).
     frame_refused: bool,
+    /// With [`Connection::log_frames`]: the interleaved frames taken, not yet polled.
+    frame_log: Option<VecDeque<LoggedFrame>>,
+}
+
+/// An interleaved frame as it crossed the wire (`$`, channel, 2-byte length, payload), and the
+/// same frame with its payload decrypted where the core could (RAOP's AES-CBC audio keeps its
+/// length: docs/protocols/raop.md, "Audio encryption"), for captures ([`crate::packet_log`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoggedFrame {
+    pub wire: Vec<u8>,
+    pub plain: Option<Vec<u8>>,
 }
 
 impl<S: ProtocolCore> Connection<S> {
@@ -158,7 +169,19 @@ impl<S: ProtocolCore> Connection<S> {
             channel: None,
             frames: 0,
             frame_refused: false,
+            frame_log: None,
         }
+    }
+
+    /// From now on, keep each interleaved frame taken for [`Connection::poll_frame`]: the events
+    /// count frames but do not hold their bytes.
+    pub fn log_frames(&mut self) {
+        self.frame_log.get_or_insert_with(VecDeque::new);
+    }
+
+    /// The next interleaved frame kept by [`Connection::log_frames`].
+    pub fn poll_frame(&mut self) -> Option<LoggedFrame> {
+        self.frame_log.as_mut()?.pop_front()
     }
 
     /// The facts of this connection.
@@ -479,6 +502,17 @@ impl<S: ProtocolCore> Connection<S> {
         let taken = self
             .service
             .interleaved(&mut self.state, frame.channel, frame.payload, now);
+        if let Some(log) = &mut self.frame_log {
+            let header = used - frame.payload.len();
+            let plain = self
+                .service
+                .interleaved_plaintext(&mut self.state, frame.channel, frame.payload)
+                .map(|p| [&self.received[..header], &p].concat());
+            log.push_back(LoggedFrame {
+                wire: self.received[..used].to_vec(),
+                plain,
+            });
+        }
         if let Err(why) = taken {
             if !self.frame_refused {
                 self.frame_refused = true;

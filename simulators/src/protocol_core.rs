@@ -284,6 +284,19 @@ pub trait ProtocolCore: Send + Sync + 'static {
         Err("this device takes no interleaved RTP".into())
     }
 
+    /// The payload of an interleaved frame this connection took, with its encrypted part
+    /// decrypted, for captures ([`crate::packet_log`]); `None` (the default): not encrypted, or
+    /// not readable. Called after [`ProtocolCore::interleaved`] took the frame.
+    fn interleaved_plaintext(
+        &self,
+        state: &mut Self::Conn,
+        channel: u8,
+        payload: &[u8],
+    ) -> Option<Vec<u8>> {
+        let _ = (state, channel, payload);
+        None
+    }
+
     /// Adds the headers every response of this device carries (e.g. RTSP `CSeq`, `Server`) to
     /// responses the core did not make: fault `respond` answers and framing errors.
     fn decorate(

@@ -184,7 +184,7 @@ pub(super) async fn run(args: RunArgs) -> Result<ExitCode> {
         out: out.clone(),
         peers: None,
         discovery,
-        log_packets: pcap.is_some(),
+        pcap: pcap.clone(),
     });
     let (cancel_tx, cancel_rx) = watch::channel(false);
     tokio::spawn(async move {
@@ -234,7 +234,7 @@ pub(super) async fn run(args: RunArgs) -> Result<ExitCode> {
             let _permit = sem.acquire_owned().await;
             let r = engine::run(&l, &opts, cancel).await;
             println!("{}", report::line(&r));
-            if let Some(dir) = pcap.as_deref() {
+            if let Some(dir) = pcap.as_deref().filter(|_| !r.pcap_written) {
                 let none = HashMap::new();
                 let devices = addresses.get(&r.name).unwrap_or(&none);
                 if let Err(e) = report::pcap::write(dir, &r, devices) {

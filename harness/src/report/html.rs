@@ -668,6 +668,7 @@ mod tests {
             out_dir: None,
             differences: Vec::new(),
             packets: Default::default(),
+            pcap_written: false,
             events: vec![
                 event(
                     1,

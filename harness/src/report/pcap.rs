@@ -15,6 +15,11 @@
 //! `<name>.pcapng` carries such a connection up to that point, and `<name>.decrypted.pcapng`
 //! carries every encrypted connection whole, in plaintext.
 //!
+//! Interleaved RTP frames (RFC 2326 §10.12: a TCP sender's audio, docs/protocols/raop.md "RTP over
+//! TCP") are not in the events as bytes either: with `--pcap` the connection logs each frame it
+//! took, and the capture puts it into that connection's flow among its requests; where the audio
+//! was encrypted, the second file carries the connection whole with each frame decrypted.
+//!
 //! UDP datagrams (RTP audio, sync, retransmits, timing) are not in the events as bytes: with
 //! `--pcap` the run logs them as they crossed the device's sockets ([`WirePacket`], within the
 //! log's budget), with their real addresses and ports; the wire file carries them as they were
@@ -169,17 +174,56 @@ struct Flow {
     ever_encrypted: bool,
     /// Its packets, each marked whether it was in clear on the wire.
     packets: Vec<(bool, Packet)>,
+    /// For the second file, packets that read otherwise decrypted (by index in `packets`): the
+    /// interleaved RTP frames whose audio was encrypted.
+    decrypted_instead: HashMap<usize, Packet>,
 }
 
 impl Flow {
-    fn segment(
-        &mut self,
-        at: Duration,
-        from_client: bool,
-        flags: Flags,
-        payload: &[u8],
-        comment: Option<String>,
-    ) -> Result<(), PcapError> {
+    /// A new connection between `client` and `server`, with nothing sent yet.
+    fn new(client: SocketAddr, server: SocketAddr) -> Flow {
+        Flow {
+            client,
+            server,
+            // Initial sequence numbers: any value (RFC 9293 §3.4.1); fixed, so that captures of
+            // the same run compare equal.
+            client_seq: 1_000,
+            server_seq: 5_000,
+            opened: false,
+            encrypted: false,
+            ever_encrypted: false,
+            packets: Vec::new(),
+            decrypted_instead: HashMap::new(),
+        }
+    }
+
+    /// Whether the second file carries this connection whole: it was encrypted at some point.
+    fn goes_decrypted(&self) -> bool {
+        self.ever_encrypted || !self.decrypted_instead.is_empty()
+    }
+
+    /// An interleaved frame from the client (RFC 2326 §10.12), and how it reads decrypted. A
+    /// decrypted frame of another length than the wire's would break the second file's sequence
+    /// numbers: it keeps the wire's bytes then.
+    fn frame(&mut self, at: Duration, wire: &[u8], plain: Option<&[u8]>) -> Result<(), PcapError> {
+        self.open(at)?;
+        let plain = plain.filter(|p| p.len() == wire.len() && *p != wire);
+        let decrypted = plain.map(|p| self.build(true, Flags::ACK, p)).transpose()?;
+        self.segment(at, true, Flags::ACK, wire, None)?;
+        if let Some(data) = decrypted {
+            let packet = Packet {
+                at,
+                data,
+                comment: None,
+            };
+            self.decrypted_instead
+                .insert(self.packets.len() - 1, packet);
+        }
+        Ok(())
+    }
+
+    /// The next segment's bytes, without sending it.
+    fn build(&self, from_client: bool, flags: Flags, payload: &[u8]) -> Result<Vec<u8>, PcapError> {
         let (src, dst) = if from_client {
             (self.client, self.server)
         } else {
@@ -204,6 +248,18 @@ impl Flow {
         builder
             .write(&mut data, payload)
             .map_err(|e| PcapError::Packet(e.to_string()))?;
+        Ok(data)
+    }
+
+    fn segment(
+        &mut self,
+        at: Duration,
+        from_client: bool,
+        flags: Flags,
+        payload: &[u8],
+        comment: Option<String>,
+    ) -> Result<(), PcapError> {
+        let data = self.build(from_client, flags, payload)?;
         let advance = payload.len() as u32 + u32::from(flags.syn) + u32::from(flags.fin);
         if from_client {
             self.client_seq = self.client_seq.wrapping_add(advance);
@@ -472,16 +528,7 @@ fn streams(
         // The recorder stamps events and logged packets with one clock; a stable sort keeps
         // the order of each.
         steps.sort_by_key(|(at, _)| *at);
-        let flow = || Flow {
-            client: peer,
-            server: local,
-            client_seq: 1_000,
-            server_seq: 5_000,
-            opened: false,
-            encrypted: false,
-            ever_encrypted: false,
-            packets: Vec::new(),
-        };
+        let flow = || Flow::new(peer, local);
         let (mut wire, mut plain) = (flow(), flow());
         let has_plain = logged.iter().any(|p| p.plain.is_some());
         for (at, step) in steps {
@@ -558,7 +605,35 @@ pub fn capture(
 
     let mut flows: Vec<(Key, Flow)> = Vec::new();
     let mut index: HashMap<Key, usize> = HashMap::new();
-    for e in events {
+    // The other logged TCP packets are interleaved RTP frames read on request-driven connections
+    // (docs/protocols/raop.md, "RTP over TCP"): they go into their connection's flow where they
+    // arrived among its requests. The recorder stamps events and packets with one clock.
+    let stream_peers: std::collections::HashSet<(&str, SocketAddr)> =
+        byte_stream.iter().map(|(d, _, p)| (*d, *p)).collect();
+    let frames = packets.iter().filter(|p| {
+        p.transport == Transport::Tcp
+            && p.wire.is_some()
+            && !stream_peers.contains(&(&*p.device, p.from))
+            && !stream_peers.contains(&(&*p.device, p.to))
+    });
+    let mut steps: Vec<(Duration, Result<&Event, &WirePacket>)> = events
+        .iter()
+        .map(|e| (e.at, Ok(e)))
+        .chain(frames.map(|p| (p.at, Err(p))))
+        .collect();
+    steps.sort_by_key(|(at, _)| *at);
+    let mut by_peer: HashMap<(&str, SocketAddr), usize> = HashMap::new();
+    for (_, step) in steps {
+        let e = match step {
+            Ok(e) => e,
+            Err(p) => {
+                if let Some(&i) = by_peer.get(&(&*p.device, p.from)) {
+                    let wire = p.wire.as_deref().unwrap_or_default();
+                    flows[i].1.frame(p.at, wire, p.plain.as_deref())?;
+                }
+                continue;
+            }
+        };
         let (Some(c), Some(peer)) = (e.connection, e.peer) else {
             continue;
         };
@@ -578,23 +653,10 @@ pub fn capture(
                     .unwrap_or(&[]),
                 first_request.get(&key).copied(),
             );
-            flows.push((
-                key,
-                Flow {
-                    client: peer,
-                    server: SocketAddr::new(device_ip, port),
-                    // Initial sequence numbers: any value (RFC 9293 §3.4.1); fixed, so that
-                    // captures of the same run compare equal.
-                    client_seq: 1_000,
-                    server_seq: 5_000,
-                    opened: false,
-                    encrypted: false,
-                    ever_encrypted: false,
-                    packets: Vec::new(),
-                },
-            ));
+            flows.push((key, Flow::new(peer, SocketAddr::new(device_ip, port))));
             flows.len() - 1
         });
+        by_peer.insert((e.device.as_str(), peer), i);
         let flow = &mut flows[i].1;
         match &e.kind {
             EventKind::Connected => flow.open(e.at)?,
@@ -651,10 +713,14 @@ pub fn capture(
     let mut capture = Capture::default();
     datagrams(packets, &mut capture)?;
     streams(events, packets, &byte_stream, &mut capture)?;
-    for (_, flow) in flows {
-        for (clear, packet) in flow.packets {
-            if flow.ever_encrypted {
-                capture.decrypted.push(packet.clone());
+    for (_, mut flow) in flows {
+        let whole = flow.goes_decrypted();
+        for (i, (clear, packet)) in flow.packets.into_iter().enumerate() {
+            if whole {
+                let decrypted = flow.decrypted_instead.remove(&i);
+                capture
+                    .decrypted
+                    .push(decrypted.unwrap_or_else(|| packet.clone()));
             }
             if clear {
                 capture.clear.push(packet);
@@ -836,6 +902,56 @@ mod tests {
         assert!(!clear.iter().any(|p| p.4.ends_with(b"secret")));
         // The decrypted file continues the sequence numbers of the clear part.
         assert_eq!(plain[5].2, 1_001 + clear[3].4.len() as u32);
+    }
+
+    #[test]
+    fn interleaved_frames_join_their_connection_and_read_decrypted_in_the_second_file() {
+        let frame = |ms: u64, wire: &[u8], plain: Option<&[u8]>| WirePacket {
+            at: Duration::from_millis(ms),
+            device: "tv".into(),
+            transport: Transport::Tcp,
+            from: SocketAddr::from(([127, 0, 0, 1], 50_000)),
+            to: SocketAddr::from(([127, 0, 0, 1], 5000)),
+            wire: Some(wire.to_vec()),
+            plain: plain.map(<[u8]>::to_vec),
+            note: None,
+        };
+        let events = vec![
+            listening("raop", 5000),
+            ev(1, 0, 50_000, EventKind::Connected),
+            ev(2, 0, 50_000, request("RECORD", "rtsp://x/1", "RTSP/1.0")),
+            ev(3, 0, 50_000, response(b"")),
+            ev(
+                6,
+                0,
+                50_000,
+                EventKind::Closed {
+                    reason: "peer closed".into(),
+                },
+            ),
+        ];
+        let packets = [
+            frame(4, b"$\x00\x00\x04SEAL", Some(b"$\x00\x00\x04PCM!")),
+            frame(5, b"$\x01\x00\x02ok", None),
+        ];
+        let c = capture(&events, &packets, &HashMap::new()).unwrap();
+        let clear: Vec<_> = c.clear.iter().map(tcp).collect();
+        let plain: Vec<_> = c.decrypted.iter().map(tcp).collect();
+        // Handshake, RECORD, its answer, the two frames, FIN, FIN, ACK.
+        assert_eq!(clear.len(), 10, "{clear:?}");
+        assert_eq!(clear[5].4, b"$\x00\x00\x04SEAL");
+        assert_eq!(clear[6].4, b"$\x01\x00\x02ok");
+        // The frames follow RECORD in the client's sequence numbers.
+        assert_eq!(clear[5].2, clear[3].2 + clear[3].4.len() as u32);
+        assert_eq!(clear[6].2, clear[5].2 + 8);
+        // The second file: the same connection, the encrypted frame decrypted, same numbers.
+        assert_eq!(plain.len(), clear.len());
+        assert_eq!(plain[5].4, b"$\x00\x00\x04PCM!");
+        assert_eq!(plain[5].2, clear[5].2);
+        assert_eq!(plain[6], clear[6]);
+        // Frames in clear only: no second file.
+        let c = capture(&events, &packets[1..], &HashMap::new()).unwrap();
+        assert!(c.decrypted.is_empty());
     }
 
     #[test]

@@ -8,7 +8,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use super::audio::{AesParams, AudioFormat, AudioReceiver, Port};
+use super::audio::{AesParams, AudioFormat, AudioReceiver, Port, PortHandler};
 use super::challenge::{self, decode_b64};
 use super::keys::{self, DeviceKey};
 use super::state::{CapturePolicy, RaopState, SessionRecord};
@@ -108,6 +108,30 @@ pub const PUBLIC: &str =
     "ANNOUNCE, SETUP, RECORD, PAUSE, FLUSH, TEARDOWN, OPTIONS, GET_PARAMETER, SET_PARAMETER, POST, GET";
 
 impl RaopCore {
+    /// Where an interleaved frame on `channel` goes: channel 0 carries RTP audio, channel 1 the
+    /// control packets (sync, retransmit replies), as `interleaved=0-1` names them (RFC 2326
+    /// §12.39); the receiver is this connection's own TCP session, else the session the device
+    /// set up last over TCP, which the connection then keeps (docs/protocols/raop.md, "RTP over
+    /// TCP").
+    fn frame_handler(&self, conn: &mut RaopConn, channel: u8) -> Result<PortHandler, String> {
+        let port = match channel {
+            0 => Port::Server,
+            1 => Port::Control,
+            other => return Err(format!("channel {other} is not one of interleaved=0-1")),
+        };
+        let receiver = match (&conn.receiver, &conn.audio) {
+            (Some(r), _) | (None, Some(r)) => r.clone(),
+            (None, None) => {
+                let Some(r) = self.lock().interleaved_to.clone() else {
+                    return Err("no RTP/AVP/TCP session is set up".into());
+                };
+                conn.audio = Some(r.clone());
+                r
+            }
+        };
+        Ok(PortHandler { receiver, port })
+    }
+
     pub fn new(config: RaopConfig) -> Self {
         RaopCore {
             config,
@@ -537,10 +561,7 @@ impl ProtocolCore for RaopCore {
         conn.receiver.is_some() || conn.audio.is_some() || self.lock().interleaved_to.is_some()
     }
 
-    /// An interleaved frame: channel 0 carries RTP audio, channel 1 the control packets (sync,
-    /// retransmit replies), as `interleaved=0-1` names them (RFC 2326 §12.39). It goes to this
-    /// connection's own TCP session, else to the session the device set up last over TCP
-    /// (docs/protocols/raop.md, "RTP over TCP").
+    /// An interleaved frame goes to the receiver [`RaopCore::frame_handler`] names.
     fn interleaved(
         &self,
         conn: &mut RaopConn,
@@ -548,23 +569,21 @@ impl ProtocolCore for RaopCore {
         payload: &[u8],
         now: std::time::SystemTime,
     ) -> Result<(), String> {
-        let port = match channel {
-            0 => Port::Server,
-            1 => Port::Control,
-            other => return Err(format!("channel {other} is not one of interleaved=0-1")),
-        };
-        let receiver = match (&conn.receiver, &conn.audio) {
-            (Some(r), _) | (None, Some(r)) => r.clone(),
-            (None, None) => {
-                let Some(r) = self.lock().interleaved_to.clone() else {
-                    return Err("no RTP/AVP/TCP session is set up".into());
-                };
-                conn.audio = Some(r.clone());
-                r
-            }
-        };
-        receiver.on_port_datagram(port, payload, now);
+        let handler = self.frame_handler(conn, channel)?;
+        handler
+            .receiver
+            .on_port_datagram(handler.port, payload, now);
         Ok(())
+    }
+
+    fn interleaved_plaintext(
+        &self,
+        conn: &mut RaopConn,
+        channel: u8,
+        payload: &[u8],
+    ) -> Option<Vec<u8>> {
+        use crate::protocol_core::DatagramHandler;
+        self.frame_handler(conn, channel).ok()?.plaintext(payload)
     }
 
     /// The headers every RTSP response carries (docs/protocols/airplay.md): `CSeq` echoed,

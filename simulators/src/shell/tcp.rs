@@ -16,7 +16,7 @@ use tracing::{debug, info_span, warn, Instrument};
 use super::udp;
 use super::Recorder;
 use crate::buffer_budget::{BufferBudget, Verdict};
-use crate::connection::{Connection, End};
+use crate::connection::{Connection, End, LoggedFrame};
 use crate::event::EventKind;
 use crate::fault::FaultPlan;
 use crate::packet_log::{Transport, WirePacket};
@@ -226,6 +226,9 @@ async fn serve<D: Driven>(
     if logging {
         conn.log_plaintext();
     }
+    if cfg.recorder.logs_packets() {
+        conn.log_frames();
+    }
     let (peer, local) = (conn.info().peer, conn.info().local);
     let log = |from_peer: bool, wire: Option<Vec<u8>>, plain: Option<Vec<u8>>| {
         let (from, to) = if from_peer {
@@ -251,6 +254,9 @@ async fn serve<D: Driven>(
         }
         while let Some(plain) = conn.poll_plaintext() {
             log(plain.from_peer, None, Some(plain.bytes));
+        }
+        while let Some(frame) = conn.poll_frame() {
+            log(true, Some(frame.wire), frame.plain);
         }
         if let Some(bytes) = conn.poll_transmit() {
             match stream.write_all(&bytes).await {
@@ -398,6 +404,12 @@ trait Driven {
     fn poll_plaintext(&mut self) -> Option<Plaintext> {
         None
     }
+    /// Keep the interleaved RTP frames (RFC 2326 §10.12) the connection takes, which its
+    /// events count but do not hold.
+    fn log_frames(&mut self) {}
+    fn poll_frame(&mut self) -> Option<LoggedFrame> {
+        None
+    }
 }
 
 impl<S: ProtocolCore> Driven for Connection<S> {
@@ -448,6 +460,12 @@ impl<S: ProtocolCore> Driven for Connection<S> {
     }
     fn overloaded(&mut self, now: SystemTime) {
         Connection::overloaded(self, now)
+    }
+    fn log_frames(&mut self) {
+        Connection::log_frames(self)
+    }
+    fn poll_frame(&mut self) -> Option<LoggedFrame> {
+        Connection::poll_frame(self)
     }
 }
 
