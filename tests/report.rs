@@ -447,6 +447,15 @@ fn peers(out: &Path, scenario: &str) -> Vec<String> {
 /// Runs the scenario files with `--pcap` and `--out` in a scratch folder named `tag`; they must
 /// pass. Returns the capture folder and the transcript folder.
 fn captured(tag: &str, files: &[&str]) -> (std::path::PathBuf, std::path::PathBuf) {
+    captured_with(tag, files, &[])
+}
+
+/// [`captured`] with more arguments for `airtwin run`.
+fn captured_with(
+    tag: &str,
+    files: &[&str],
+    more: &[&str],
+) -> (std::path::PathBuf, std::path::PathBuf) {
     let dir = scratch(tag);
     let (pcap, out) = (dir.join("pcap"), dir.join("out"));
     let mut args = vec!["run".to_string()];
@@ -455,6 +464,7 @@ fn captured(tag: &str, files: &[&str]) -> (std::path::PathBuf, std::path::PathBu
         args.push(flag.into());
         args.push(path.to_string_lossy().into_owned());
     }
+    args.extend(more.iter().map(|a| a.to_string()));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let o = run(&args);
     assert!(o.status.success(), "{:?}", text(&o));
@@ -650,10 +660,24 @@ fn pcapng_captures_hold_rtp_interleaved_over_rtsp_and_decrypt_it_in_the_second_f
 }
 
 #[test]
-fn pcapng_of_a_scenario_run_inside_the_namespace_is_written_by_the_child() {
+fn a_scenario_run_inside_the_namespace_has_its_capture_and_its_ladder_from_the_child() {
     require_tool("tshark");
     let name = "netns-own-sender";
-    let (pcap, out) = captured("pcap-netns", &["tests/fixtures/netns-own-sender.yaml"]);
+    let dir = scratch("pcap-netns-html");
+    let html = dir.join("report.html");
+    let (pcap, out) = captured_with(
+        "pcap-netns",
+        &["tests/fixtures/netns-own-sender.yaml"],
+        &["--html", &html.to_string_lossy()],
+    );
+    // The child's events come back to the parent: the report draws the scenario's ladder.
+    let page = std::fs::read_to_string(&html).unwrap();
+    for method in ["OPTIONS", "ANNOUNCE", "SETUP", "RECORD", "TEARDOWN"] {
+        assert!(
+            page.contains(&format!("data-method=\"{method}\"")),
+            "no {method} arrow in the report"
+        );
+    }
     let file = pcap.join(format!("{name}.pcapng"));
     let port = listening_port(&out, name, "raop");
     let methods: Vec<String> = tshark(

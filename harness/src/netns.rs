@@ -3,11 +3,11 @@
 //! interface: docs/peers.md) and differential scenarios whose reference needs one
 //! ([`ReferenceKind::needs_namespace`]: shairport-sync and UxPlay publish through avahi-daemon,
 //! Kodi binds 0.0.0.0). Outside one, `airtwin run` runs such a scenario as `ci/netns airtwin run
-//! FILE --seed N [--out DIR] [--differential REF] [--discovery MODE] [--pcap DIR] --result-json F`
-//! (same `--out` and `--pcap`, so transcripts, `differences.json` and captures land where the
-//! parent's would) and folds the
-//! child's result file into its own report; a child that crashes or leaves no result is an
-//! error of the scenario, never a silent pass.
+//! FILE --seed N --out DIR [--differential REF] [--discovery MODE] [--pcap DIR] --result-json F`
+//! (the parent's `--out` and `--pcap`, so transcripts, `differences.json` and captures land where
+//! the parent's would; without `--out`, a temporary folder) and folds the child's result file and
+//! the events it streamed to `events.jsonl` (without bodies) into its own report; a child that
+//! crashes or leaves no result is an error of the scenario, never a silent pass.
 //!
 //! [`ReferenceKind::needs_namespace`]: crate::differential::ReferenceKind::needs_namespace
 
@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use tokio::sync::watch;
+
+use airtwin_simulators::event::Event;
 
 use crate::clients::ClientOutcome;
 use crate::differential::Difference;
@@ -122,15 +124,29 @@ async fn check(script: &Path) -> Result<(), String> {
     }
 }
 
-/// Where the child writes its result: under the scenario's `--out` folder, else a temporary file.
-fn result_path(opts: &RunOptions, name: &str, seed: u64) -> PathBuf {
+/// The child's `--out`: the parent's, else a temporary folder (removed after), so that its events
+/// come back to the parent either way. Returns the folder and whether it is temporary.
+fn child_out(opts: &RunOptions, name: &str, seed: u64) -> (PathBuf, bool) {
     match &opts.out {
-        Some(out) => out.join(name).join("netns-result.json"),
-        None => std::env::temp_dir().join(format!(
-            "airtwin-netns-{}-{name}-{seed}.json",
-            std::process::id()
-        )),
+        Some(out) => (out.clone(), false),
+        None => (
+            std::env::temp_dir().join(format!(
+                "airtwin-netns-{}-{name}-{seed}",
+                std::process::id()
+            )),
+            true,
+        ),
     }
+}
+
+/// The events the child streamed to `events.jsonl` (bodies are not in that file); `Err` says why
+/// they could not be read.
+fn read_events(path: &Path) -> Result<Vec<Event>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).map_err(|e| format!("{}: {e}", path.display())))
+        .collect()
 }
 
 /// `mode` as `--discovery` takes it ([`DiscoveryMode::parse`]).
@@ -182,7 +198,8 @@ pub async fn run_scenario(
         return result;
     }
     let file = std::fs::canonicalize(&loaded.file).unwrap_or_else(|_| loaded.file.clone());
-    let result_file = result_path(opts, &scenario.name, seed);
+    let (out, temporary) = child_out(opts, &scenario.name, seed);
+    let result_file = out.join(&scenario.name).join("netns-result.json");
     if let Some(dir) = result_file.parent() {
         let _ = std::fs::create_dir_all(dir);
     }
@@ -197,10 +214,8 @@ pub async fn run_scenario(
         "--result-json".into(),
         result_file.to_string_lossy().into_owned(),
     ];
-    if let Some(out) = &opts.out {
-        argv.push("--out".into());
-        argv.push(out.to_string_lossy().into_owned());
-    }
+    argv.push("--out".into());
+    argv.push(out.to_string_lossy().into_owned());
     if let Some(kind) = scenario.reference {
         argv.push("--differential".into());
         argv.push(kind.name().into());
@@ -244,8 +259,13 @@ pub async fn run_scenario(
     result.duration = started.elapsed();
     result.interrupted = outcome.interrupted;
     let folded = read_results(&result_file).and_then(|child| fold(&mut result, child));
-    if opts.out.is_none() {
-        let _ = std::fs::remove_file(&result_file);
+    // The HTML report's ladder and the parent's summary read the child's events.
+    match read_events(&out.join(&scenario.name).join("events.jsonl")) {
+        Ok(events) => result.events = events,
+        Err(e) => tracing::warn!(scenario = %scenario.name, "the child's events: {e}"),
+    }
+    if temporary {
+        let _ = std::fs::remove_dir_all(&out);
     }
     match folded {
         Ok(()) if result.passed && outcome.exit != Some(0) => {

@@ -7,13 +7,16 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// One thing that happened at a device.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Event {
     /// Time since the recorder started.
-    #[serde(serialize_with = "ser_duration_ms")]
+    #[serde(
+        serialize_with = "ser_duration_ms",
+        deserialize_with = "de_duration_ms"
+    )]
     pub at: Duration,
     pub device: String,
     /// Index of the TCP connection at this device (0 for the first), if the event belongs to one.
@@ -26,8 +29,13 @@ fn ser_duration_ms<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S:
     s.serialize_f64(d.as_secs_f64() * 1000.0)
 }
 
+fn de_duration_ms<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let ms = f64::deserialize(d)?;
+    Duration::try_from_secs_f64(ms / 1000.0).map_err(serde::de::Error::custom)
+}
+
 /// What happened.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum EventKind {
     /// A device started listening.
@@ -93,4 +101,48 @@ pub enum EventKind {
     Note {
         message: String,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_event_reads_back_from_its_json_line_without_its_body() {
+        let event = Event {
+            at: Duration::from_micros(12_345),
+            device: "kitchen".into(),
+            connection: Some(2),
+            peer: Some(SocketAddr::from(([127, 0, 0, 1], 50_000))),
+            kind: EventKind::Request {
+                index: 1,
+                method: "SETUP".into(),
+                uri: "rtsp://127.0.0.1/1".into(),
+                protocol: "RTSP/1.0".into(),
+                headers: vec![("CSeq".into(), "3".into())],
+                body: b"not in the line".to_vec(),
+                content_type: None,
+            },
+        };
+        let line = serde_json::to_string(&event).unwrap();
+        let back: Event = serde_json::from_str(&line).unwrap();
+        // Milliseconds as a float: exact to well under a microsecond.
+        assert!(back.at.abs_diff(event.at) < Duration::from_nanos(10));
+        assert_eq!(
+            (back.device.as_str(), back.connection),
+            ("kitchen", Some(2))
+        );
+        assert_eq!(back.peer, event.peer);
+        let EventKind::Request {
+            method,
+            headers,
+            body,
+            ..
+        } = back.kind
+        else {
+            panic!("{:?}", back.kind)
+        };
+        assert_eq!((method.as_str(), headers.len()), ("SETUP", 1));
+        assert!(body.is_empty());
+    }
 }
