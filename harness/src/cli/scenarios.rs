@@ -99,9 +99,10 @@ pub struct RunArgs {
     /// so N jobs with K = 1…N run every scenario once. Applies after --filter.
     #[arg(long, value_name = "K/N")]
     partition: Option<Partition>,
-    /// Scenarios run at once.
-    #[arg(short = 'j', long, default_value_t = 1)]
-    jobs: usize,
+    /// Scenarios run at once [default: 4 per core, at most 8: scenarios mostly wait on their
+    /// clients, peers and timers].
+    #[arg(short = 'j', long)]
+    jobs: Option<usize>,
     /// Discovery for every scenario: none, unicast, loopback or interfaces:NAME[,NAME…]
     /// (default: each scenario's `discovery`, itself `none` by default).
     #[arg(long, value_parser = super::parse_discovery)]
@@ -222,6 +223,7 @@ pub(super) async fn run(args: RunArgs) -> Result<ExitCode> {
             .collect(),
     );
     let pcap = pcap.map(Arc::new);
+    let jobs = jobs.unwrap_or_else(default_jobs);
     let semaphore = Arc::new(tokio::sync::Semaphore::new(jobs.max(1)));
     let mut handles = Vec::new();
     for l in loaded {
@@ -275,6 +277,14 @@ pub(super) async fn run(args: RunArgs) -> Result<ExitCode> {
     Ok(super::exit_code(
         passed == results.len() && invalid.is_empty(),
     ))
+}
+
+/// `-j` when not given: 4 scenarios per core, at most 8. A scenario mostly waits (on its clients'
+/// start, the peers' own timers, a reference receiver): measured on a 2-core machine, the
+/// built-in suite took 161 s at `-j 2`, 89 s at 4, 67 s at 6 and 58 s at 8, passing each time.
+fn default_jobs() -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (4 * cores).min(8)
 }
 
 /// The JUnit file and the HTML page, when asked for.
