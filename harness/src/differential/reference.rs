@@ -347,19 +347,25 @@ mod tests {
     #[tokio::test]
     async fn a_dropped_reference_gets_term_to_clean_up_then_kill() {
         let dir = tempfile::tempdir().unwrap();
-        let marker = dir.path().join("cleaned");
+        let (marker, trapped) = (dir.path().join("cleaned"), dir.path().join("trapped"));
         let exe = script(
             dir.path(),
             &format!(
-                "trap 'touch {}; exit 143' TERM; sleep 60 & wait",
-                marker.display()
+                "trap 'touch {}; exit 143' TERM; touch {}; sleep 60 & wait",
+                marker.display(),
+                trapped.display()
             ),
         );
         let log = dir.path().join("ref.log");
         let child = spawn(ReferenceKind::Uxplay, &mut Command::new(&exe), &log, None).unwrap();
         let pid = child.id().unwrap() as i32;
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, 9));
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        // TERM only once the handler is in place, however slowly the shell starts.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !trapped.exists() {
+            assert!(Instant::now() < deadline, "the script never set its trap");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         drop(Running::new(
             ReferenceKind::Uxplay,
             addr,
@@ -399,15 +405,19 @@ mod tests {
         let child = spawn(ReferenceKind::Uxplay, &mut Command::new(&exe), &log, None).unwrap();
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, 9));
         let mut r = Running::new(ReferenceKind::Uxplay, addr, child, log);
+        // The shell creates the file before `echo` fills it: wait for a whole pid.
         let deadline = Instant::now() + Duration::from_secs(5);
-        while !pidfile.exists() && Instant::now() < deadline {
+        let helper: i32 = loop {
+            let written = std::fs::read_to_string(&pidfile).unwrap_or_default();
+            if let Ok(pid) = written.trim().parse() {
+                break pid;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the helper wrote no pid: {written:?}"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        let helper: i32 = std::fs::read_to_string(&pidfile)
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
+        };
         assert!(r.exited().is_none());
         r.stop().await;
         tokio::time::sleep(Duration::from_millis(100)).await;
