@@ -450,6 +450,13 @@ impl AirplayCore {
         let receiver;
         {
             let mut st = self.raop.state.lock().unwrap_or_else(|e| e.into_inner());
+            // One sender at a time, as for AirTunes v2's ANNOUNCE (docs/protocols/raop.md): a
+            // second sender's stream SETUP is answered 453 while the first one streams.
+            if !conn.session.counts_as_active && st.active_sessions >= self.raop.config.max_sessions
+            {
+                drop(st);
+                return self.refuse(conn, req, 453, "busy: another sender is streaming", cx);
+            }
             let number = st.sessions_started;
             st.sessions_started += 1;
             // Bounded like an AirTunes v2 session's capture when the device serves for long
@@ -873,6 +880,34 @@ pub(crate) mod tests {
         let st = svc.raop.state.lock().unwrap();
         assert_eq!((st.sessions_total, st.active_sessions), (1, 0));
         assert!(st.sessions[0].encrypted);
+    }
+
+    #[test]
+    fn a_second_sender_is_busy_until_the_first_tears_down() {
+        let svc = tv();
+        let p = CoreParams::default();
+        let stream = |svc: &AirplayCore, c: &mut AirplayConn, info: &ConnInfo| {
+            c.session.shared = Some(vec![4; 64]);
+            let (resp, _) = testkit::drive(svc, c, info, &setup(pyatv_session_body(), 1), &p, at());
+            assert_eq!(resp.status, 200);
+            let body = pyatv_stream_body([1; 32], 0x60);
+            testkit::drive(svc, c, info, &setup(body, 2), &p, at())
+        };
+        let (info_a, info_b) = (testkit::conn("tv", 0, 7000), testkit::conn("tv", 1, 7000));
+        let (mut a, mut b) = (svc.open(&info_a), svc.open(&info_b));
+        assert_eq!(stream(&svc, &mut a, &info_a).0.status, 200);
+        let (resp, notes) = stream(&svc, &mut b, &info_b);
+        assert_eq!((resp.status, warnings(&notes).len()), (453, 1));
+        let teardown = testkit::rtsp("TEARDOWN", "rtsp://127.0.0.1/1", 3);
+        assert_eq!(
+            testkit::drive(&svc, &mut a, &info_a, &teardown, &p, at())
+                .0
+                .status,
+            200
+        );
+        let body = pyatv_stream_body([1; 32], 0x60);
+        let (resp, _) = testkit::drive(&svc, &mut b, &info_b, &setup(body, 3), &p, at());
+        assert_eq!(resp.status, 200);
     }
 
     #[test]
