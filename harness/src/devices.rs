@@ -14,6 +14,7 @@ use airtwin_simulators::dacp::pairing::parse_guid;
 use airtwin_simulators::dacp::DacpConfig;
 use airtwin_simulators::device::{AirportExpress, AppleTv, Itunes, Settings, SpotifyAp};
 use airtwin_simulators::fault::{Action, FaultPlan};
+use airtwin_simulators::hap::{Identity as HapIdentity, KnownController};
 use airtwin_simulators::raop::{keys, CapturePolicy, RaopConfig};
 use airtwin_simulators::shell::Recorder;
 use airtwin_simulators::spotify_ap::identity::Identity;
@@ -307,6 +308,37 @@ fn apple_tv_config(spec: &DeviceSpec, run: &RunContext) -> Result<AirplayConfig>
     if let Some(d) = id.video_duration {
         config.video_duration = d;
     }
+    // After every identity edit: the credentials name the accessory's final `pi`.
+    if !id.controllers.is_empty() {
+        let Some(pairing) = config.pairing.as_mut() else {
+            bail!(
+                "device {}: identity.controllers needs identity.generation: 4k",
+                spec.name
+            );
+        };
+        let accessory = HapIdentity::new(config.info.pi.clone(), config.signing_key.clone());
+        for (i, name) in id.controllers.iter().enumerate() {
+            let usable = !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            if !usable {
+                bail!(
+                    "device {}: identity.controllers[{i}] {name:?} must be letters, digits, - or _",
+                    spec.name
+                );
+            }
+            if id.controllers[..i].contains(name) {
+                bail!(
+                    "device {}: identity.controllers[{i}] {name:?} is named twice",
+                    spec.name
+                );
+            }
+            pairing.known.push(KnownController::from_seed(
+                run.seed, &spec.name, name, &accessory,
+            ));
+        }
+    }
     Ok(config)
 }
 
@@ -460,6 +492,60 @@ mod tests {
             assert_eq!(device.kind.as_str(), kind.as_str());
             assert_eq!(device.ready().kind, *name);
             assert_ne!(device.port(), 0);
+        }
+    }
+
+    #[tokio::test]
+    async fn controllers_paired_before_the_start_are_known_to_airplay_and_companion() {
+        let (ctx, _stop) = run();
+        let spec: DeviceSpec = serde_yaml::from_str(
+            "{kind: apple-tv, name: tv, identity: {generation: 4k, pi: 'PI-1', controllers: [ha, dev]}}",
+        )
+        .unwrap();
+        let tv = start(&spec, &ctx).await.unwrap();
+        let facts = tv.ready().identity;
+        let ha = airtwin_simulators::hap::identity::Credentials::parse(&facts["credentials.ha"])
+            .unwrap();
+        assert_eq!(ha.accessory_id, b"PI-1");
+        let pk: String = ha
+            .accessory_key
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(pk, facts["pk"].to_lowercase());
+        assert_ne!(facts["credentials.ha"], facts["credentials.dev"]);
+        let paired = |part: &str| tv.state_value(part)["paired"].clone();
+        let ids = serde_json::json!([
+            String::from_utf8(ha.controller_id.clone()).unwrap(),
+            airtwin_simulators::hap::identity::Credentials::parse(&facts["credentials.dev"])
+                .map(|c| String::from_utf8(c.controller_id).unwrap())
+                .unwrap()
+        ]);
+        assert_eq!(paired("hap"), ids);
+        assert_eq!(paired("companion"), ids);
+        // The same seed gives the same credentials on every run.
+        let again = start(&spec, &ctx).await.unwrap();
+        assert_eq!(
+            again.ready().identity["credentials.ha"],
+            facts["credentials.ha"]
+        );
+        for (yaml, error) in [
+            (
+                "{kind: apple-tv, name: t, identity: {controllers: [ha]}}",
+                "needs identity.generation: 4k",
+            ),
+            (
+                "{kind: apple-tv, name: t, identity: {generation: 4k, controllers: [ha, ha]}}",
+                "named twice",
+            ),
+            (
+                "{kind: apple-tv, name: t, identity: {generation: 4k, controllers: ['a b']}}",
+                "must be letters",
+            ),
+        ] {
+            let spec: DeviceSpec = serde_yaml::from_str(yaml).unwrap();
+            let e = format!("{:#}", start(&spec, &ctx).await.err().expect("refused"));
+            assert!(e.contains(error), "{e}");
         }
     }
 

@@ -293,6 +293,13 @@ pub struct Identity {
     /// Apple TV 4K: the 4-digit PIN shown at `/pair-pin-start` (default: drawn from the seed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pin: Option<String>,
+    /// Apple TV 4K: controllers paired before the device starts, over AirPlay and Companion, as a
+    /// real device remembers them. Each one's keys come from the seed, and the credentials it
+    /// keeps (pyatv's `--airplay-credentials` / `--companion-credentials`) are the identity fact
+    /// `credentials.NAME`: `${device.DEV.credentials.NAME}`, in the ready file and in
+    /// `GET /devices/DEV`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub controllers: Vec<String>,
 }
 
 /// Which Apple TV an `apple-tv` device is.

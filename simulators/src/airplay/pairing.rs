@@ -16,7 +16,7 @@ use crate::hap::pair_setup::{self, Hkp, Message, PairSetup, Policy};
 use crate::hap::pair_verify::{self, PairVerify};
 use crate::hap::tlv8::kind;
 use crate::hap::Tlv8;
-use crate::hap::{Controller, ErrorCode, Identity};
+use crate::hap::{Controller, ErrorCode, Identity, KnownController};
 use crate::protocol_core::Context;
 use crate::wire::{Request, Response};
 
@@ -26,6 +26,8 @@ pub struct PairingConfig {
     /// The 4 digits shown on screen at `/pair-pin-start`.
     pub pin: String,
     pub policy: Policy,
+    /// Controllers paired before the device started.
+    pub known: Vec<KnownController>,
 }
 
 impl PairingConfig {
@@ -39,6 +41,7 @@ impl PairingConfig {
         PairingConfig {
             pin: format!("{:04}", rng.gen_range(0..10_000u32)),
             policy: Policy::default(),
+            known: Vec::new(),
         }
     }
 }
@@ -75,12 +78,13 @@ impl Pairing {
     /// `seed` draws salts, SRP secrets and ephemeral keys.
     pub fn new(config: PairingConfig, identity: Identity, seed: u64) -> Self {
         let policy = config.policy;
+        let controllers = config.known.iter().map(|k| k.controller.clone()).collect();
         Pairing {
             config,
             identity,
             inner: Mutex::new(Inner {
                 setup: PairSetup::new(policy),
-                controllers: Vec::new(),
+                controllers,
                 rng: ChaCha8Rng::seed_from_u64(seed ^ 0x4841_5053),
                 pin_starts: 0,
                 verified: 0,
@@ -96,6 +100,11 @@ impl Pairing {
 
     pub fn pin(&self) -> &str {
         &self.config.pin
+    }
+
+    /// The controllers paired before the device started.
+    pub fn known(&self) -> &[KnownController] {
+        &self.config.known
     }
 
     pub fn identity(&self) -> &Identity {

@@ -149,6 +149,8 @@ pub struct CompanionConfig {
     /// The PIN the device shows at pair-setup.
     pub pin: String,
     pub policy: Policy,
+    /// Controllers paired before the device started (those of its AirPlay side).
+    pub known: Vec<Controller>,
     pub apps: Vec<App>,
     /// The app in front at start (a bundle identifier).
     pub current_app: Option<String>,
@@ -176,6 +178,7 @@ impl CompanionConfig {
             identity,
             pin: pin.into(),
             policy: Policy::default(),
+            known: Vec::new(),
             apps: default_apps(),
             current_app: Some("com.apple.TVWatchList".into()),
             awake: true,
@@ -310,7 +313,7 @@ impl CompanionCore {
         };
         let pairing = PairingState {
             setup: PairSetup::new(config.policy),
-            controllers: Vec::new(),
+            controllers: config.known.clone(),
             rng: ChaCha8Rng::seed_from_u64(config.seed ^ 0x4350_4E00),
             verified: 0,
             failed: 0,

@@ -60,6 +60,7 @@ impl AppleTv {
         let identity = Identity::new(airplay.info.pi.clone(), airplay.signing_key.clone());
         let mut c = CompanionConfig::apple_tv_4k(&airplay.info.name, identity, &pairing.pin, seed);
         c.model = airplay.info.model.clone();
+        c.known = pairing.known.iter().map(|k| k.controller.clone()).collect();
         Some(c)
     }
 }
@@ -200,6 +201,11 @@ impl Kind for AppleTv {
             identity.insert("pk".into(), info::hex(&i.pk));
             if let Some(p) = &a.pairing {
                 identity.insert("pin".into(), p.pin().to_string());
+                // pyatv's `--airplay-credentials` and `--companion-credentials` for each
+                // controller paired before the start (`${device.NAME.credentials.CONTROLLER}`).
+                for k in p.known() {
+                    identity.insert(format!("credentials.{}", k.name), k.credentials.to_string());
+                }
             }
         }
         identity

@@ -92,6 +92,44 @@ pub struct Controller {
     pub name: Option<String>,
 }
 
+/// A controller paired before the device started (a scenario's `identity.controllers`), as a
+/// real Apple TV remembers the controllers it paired with: its keys and pairing identifier are
+/// drawn from the seed, so the credentials it keeps are the same on every run and a client can be
+/// given them instead of pairing first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KnownController {
+    /// The scenario's name for it.
+    pub name: String,
+    pub controller: Controller,
+    /// What the controller keeps, for `accessory` (pyatv's credentials).
+    pub credentials: Credentials,
+}
+
+impl KnownController {
+    /// Controller `name` of the accessory `accessory` under `seed` (`label` tells the devices of
+    /// one scenario apart).
+    pub fn from_seed(seed: u64, label: &str, name: &str, accessory: &Identity) -> Self {
+        let label = format!("{label}/controller/{name}");
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ crate::seed::label_hash(&label));
+        let secret: [u8; 32] = rng.gen();
+        let id = uuid(rng.gen()).into_bytes();
+        KnownController {
+            name: name.to_string(),
+            controller: Controller {
+                id: id.clone(),
+                public_key: SigningKey::from_bytes(&secret).verifying_key().to_bytes(),
+                name: Some(name.to_string()),
+            },
+            credentials: Credentials {
+                accessory_key: accessory.public_key(),
+                secret,
+                accessory_id: accessory.id.as_bytes().to_vec(),
+                controller_id: id,
+            },
+        }
+    }
+}
+
 impl Controller {
     /// The identifier as text (lossy for non-UTF-8 identifiers).
     pub fn id_text(&self) -> String {

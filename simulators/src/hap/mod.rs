@@ -20,5 +20,5 @@ pub mod pair_verify;
 pub mod srp;
 pub mod tlv8;
 
-pub use identity::{Controller, Identity};
+pub use identity::{Controller, Identity, KnownController};
 pub use tlv8::{ErrorCode, Tlv8};
