@@ -136,6 +136,9 @@ pub async fn run(opts: Options) -> Result<bool> {
         Ok(Err(e)) => return Ok(failed("connect", &e.to_string())),
         Err(_) => return Ok(failed("connect", "timed out")),
     };
+    // ClientResponsePlaintext and Login go out back to back, with no answer between them:
+    // without TCP_NODELAY, Nagle's algorithm holds Login until the AP's delayed ACK (~40 ms).
+    let _ = stream.set_nodelay(true);
     println!("ok connect: {host}:{port}");
     let mut logged_in = false;
     let mut pinged = false;
@@ -210,6 +213,8 @@ pub(crate) async fn log_in(
         .await
         .context("connect: timed out")?
         .context("connect")?;
+    // As in `run`: Login follows ClientResponsePlaintext without an answer between them.
+    let _ = stream.set_nodelay(true);
     let mut chunk = vec![0u8; 4096];
     loop {
         while let Some(bytes) = client.poll_transmit() {
