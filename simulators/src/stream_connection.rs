@@ -286,7 +286,15 @@ impl<C: StreamCore> StreamConnection<C> {
                 return;
             }
             Some(Preempt::Respond(_)) => {
-                warn!(frame = %t.name, "a `respond` fault has no meaning on a byte stream; sent as is");
+                // Once per process: a fault plan that answers a share of every device's requests
+                // (`bench soak`, a scenario's catch-all fault) would repeat it for every frame.
+                static SAID: std::sync::Once = std::sync::Once::new();
+                SAID.call_once(|| {
+                    warn!(
+                        frame = %t.name,
+                        "a `respond` fault has no meaning on a byte stream; frames are sent as they are (said once)"
+                    )
+                });
             }
             None => {}
         }
