@@ -297,13 +297,7 @@ pub(super) async fn run(command: ClientCommand) -> Result<ExitCode> {
                 timeout: Duration::from_secs_f64(timeout),
             };
             let mut log = String::new();
-            match clients::hap::run(&opts, &mut log).await {
-                Ok(()) => Ok(super::exit_code(true)),
-                Err(e) => {
-                    println!("FAIL {e:#}");
-                    Ok(super::exit_code(false))
-                }
-            }
+            Ok(failed_on_error(clients::hap::run(&opts, &mut log).await))
         }
         ClientCommand::Mrp {
             to,
@@ -320,13 +314,7 @@ pub(super) async fn run(command: ClientCommand) -> Result<ExitCode> {
                 timeout: Duration::from_secs_f64(timeout),
             };
             let mut log = String::new();
-            match clients::mrp::run(&opts, &mut log).await {
-                Ok(()) => Ok(super::exit_code(true)),
-                Err(e) => {
-                    println!("FAIL {e:#}");
-                    Ok(super::exit_code(false))
-                }
-            }
+            Ok(failed_on_error(clients::mrp::run(&opts, &mut log).await))
         }
         ClientCommand::Companion {
             to,
@@ -349,13 +337,9 @@ pub(super) async fn run(command: ClientCommand) -> Result<ExitCode> {
                 timeout: Duration::from_secs_f64(timeout),
             };
             let mut log = String::new();
-            match clients::companion::run(&opts, &mut log).await {
-                Ok(()) => Ok(super::exit_code(true)),
-                Err(e) => {
-                    println!("FAIL {e:#}");
-                    Ok(super::exit_code(false))
-                }
-            }
+            Ok(failed_on_error(
+                clients::companion::run(&opts, &mut log).await,
+            ))
         }
         ClientCommand::Dacp {
             to,
@@ -454,4 +438,13 @@ async fn run_once<C: clients::InProcess>(client: C, limit: Duration) -> Result<E
     let outcome = clients::run_in_process(client, limit, rx).await;
     print!("{}", outcome.stdout);
     Ok(super::exit_code(outcome.exit == Some(0)))
+}
+
+/// The exit status of a client run that reports its steps as it goes: on an error, one
+/// `FAIL` line with its context, and failure.
+fn failed_on_error(result: anyhow::Result<()>) -> ExitCode {
+    if let Err(e) = &result {
+        println!("FAIL {e:#}");
+    }
+    super::exit_code(result.is_ok())
 }

@@ -24,7 +24,7 @@ use rand_chacha::ChaCha8Rng;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::hap::{controller_id, stored};
+use super::hap::{controller_id, keep, stored};
 
 /// What to do to the device's power after the other calls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -175,15 +175,7 @@ pub async fn run(opts: &Options, log: &mut String) -> Result<()> {
                 .pairing(FrameType::PsNext, &m5, "pair-setup M5")
                 .await?;
             let creds = setup.m6(&m6).context("pair-setup M6")?;
-            say(format!(
-                "OK pair-setup M1-M6 with accessory {}: M4 proof and M6 signature checked",
-                String::from_utf8_lossy(&creds.accessory_id)
-            ));
-            say(format!("credentials {creds}"));
-            if let Some(p) = &opts.credentials {
-                std::fs::write(p, format!("{creds}\n"))
-                    .with_context(|| format!("writing {}", p.display()))?;
-            }
+            keep(&creds, &opts.credentials, &mut say)?;
             creds
         }
     };

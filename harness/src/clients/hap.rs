@@ -129,6 +129,25 @@ pub(crate) fn stored(path: &Option<PathBuf>) -> Result<Option<Credentials>> {
     }
 }
 
+/// Reports credentials that pair-setup just gave (its M4 proof and M6 signature checked) and
+/// keeps them at `path`, as a controller stores them for its next pair-verify.
+pub(crate) fn keep(
+    creds: &Credentials,
+    path: &Option<PathBuf>,
+    say: &mut impl FnMut(String),
+) -> Result<()> {
+    say(format!(
+        "OK pair-setup M1-M6 with accessory {}: M4 proof and M6 signature checked",
+        String::from_utf8_lossy(&creds.accessory_id)
+    ));
+    say(format!("credentials {creds}"));
+    if let Some(p) = path {
+        std::fs::write(p, format!("{creds}\n"))
+            .with_context(|| format!("writing {}", p.display()))?;
+    }
+    Ok(())
+}
+
 /// PIN pair-setup M1-M6 on `conn`, checking the M4 proof and the M6 signature.
 pub async fn pair_setup(
     conn: &mut Conn,
@@ -199,15 +218,7 @@ pub async fn run(opts: &Options, log: &mut String) -> Result<()> {
             None => {
                 let creds =
                     pair_setup(&mut conn, &opts.pin, rng.gen(), controller_id(&mut rng)).await?;
-                say(format!(
-                    "OK pair-setup M1-M6 with accessory {}: M4 proof and M6 signature checked",
-                    String::from_utf8_lossy(&creds.accessory_id)
-                ));
-                say(format!("credentials {creds}"));
-                if let Some(p) = &opts.credentials {
-                    std::fs::write(p, format!("{creds}\n"))
-                        .with_context(|| format!("writing {}", p.display()))?;
-                }
+                keep(&creds, &opts.credentials, &mut say)?;
                 creds
             }
         };
