@@ -820,9 +820,11 @@ fn cpu_ticks(pid: u32) -> u64 {
     fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
 }
 
-#[test]
-fn out_of_descriptors_serve_waits_without_spinning_and_serves_again_when_connections_close() {
-    let dir = scratch("serve-emfile-wrapper");
+/// `serve` with an AirPort Express, started with 64 file descriptors (`prlimit`), and 100
+/// connections to its RAOP port: more than it has descriptors for, so the kernel queues the rest
+/// in the listen backlog. Returns serve, the RAOP port and the connections.
+fn out_of_descriptors(name: &str) -> (Serve, u16, Vec<TcpStream>) {
+    let dir = scratch(&format!("{name}-wrapper"));
     let wrapper = dir.join("prlimit-64");
     std::fs::write(&wrapper, "#!/bin/sh\nexec prlimit --nofile=64:64 \"$@\"\n").unwrap();
     std::fs::set_permissions(
@@ -830,16 +832,17 @@ fn out_of_descriptors_serve_waits_without_spinning_and_serves_again_when_connect
         std::os::unix::fs::PermissionsExt::from_mode(0o755),
     )
     .unwrap();
-    let serve = Serve::start_with(
-        "serve-emfile",
-        Some(&wrapper),
-        &["--device", "airport-express=den"],
-    );
+    let serve = Serve::start_with(name, Some(&wrapper), &["--device", "airport-express=den"]);
     let raop = serve.ready["devices"][0]["ports"]["raop"].as_u64().unwrap() as u16;
-    // More connections than descriptors: the kernel queues the rest in the listen backlog.
-    let held: Vec<TcpStream> = (0..100)
+    let held = (0..100)
         .map(|_| TcpStream::connect(("127.0.0.1", raop)).unwrap())
         .collect();
+    (serve, raop, held)
+}
+
+#[test]
+fn out_of_descriptors_serve_waits_without_spinning_and_serves_again_when_connections_close() {
+    let (serve, raop, held) = out_of_descriptors("serve-emfile");
     std::thread::sleep(Duration::from_millis(500));
     let before = cpu_ticks(serve.pid());
     std::thread::sleep(Duration::from_secs(2));
@@ -870,23 +873,7 @@ fn out_of_descriptors_serve_waits_without_spinning_and_serves_again_when_connect
 
 #[test]
 fn out_of_descriptors_the_control_api_waits_without_spinning_and_answers_when_connections_close() {
-    let dir = scratch("serve-emfile-control-wrapper");
-    let wrapper = dir.join("prlimit-64");
-    std::fs::write(&wrapper, "#!/bin/sh\nexec prlimit --nofile=64:64 \"$@\"\n").unwrap();
-    std::fs::set_permissions(
-        &wrapper,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
-    let serve = Serve::start_with(
-        "serve-emfile-control",
-        Some(&wrapper),
-        &["--device", "airport-express=den"],
-    );
-    let raop = serve.ready["devices"][0]["ports"]["raop"].as_u64().unwrap() as u16;
-    let held: Vec<TcpStream> = (0..100)
-        .map(|_| TcpStream::connect(("127.0.0.1", raop)).unwrap())
-        .collect();
+    let (serve, _, held) = out_of_descriptors("serve-emfile-control");
     std::thread::sleep(Duration::from_millis(500));
     // A control request now waits in the API's listen backlog.
     let api = serve.control();
