@@ -203,6 +203,20 @@ fn serve_writes_a_ready_file_serves_a_sender_and_stops_on_sigterm() {
 }
 
 #[test]
+fn without_out_each_scenario_has_an_out_folder_of_its_own() {
+    let o = run(&[
+        "run",
+        "tests/fixtures/own-out-a.yaml",
+        "tests/fixtures/own-out-b.yaml",
+        "-j",
+        "2",
+    ]);
+    let (stdout, stderr) = text(&o);
+    assert!(o.status.success(), "{stdout}{stderr}");
+    assert_eq!(stdout.matches("PASS").count(), 2, "{stdout}");
+}
+
+#[test]
 fn interrupted_run_still_writes_reports() {
     let dir = scratch("interrupt");
     let junit = dir.join("junit.xml");

@@ -147,6 +147,18 @@ pub async fn run(
             let _ = std::fs::create_dir_all(d);
         }
         let mut result = ScenarioResult::new(loaded, seed, out_dir.clone());
+        // `${out}` without `--out`: a folder of this scenario's own, removed when it ends, since
+        // scenarios run side by side (`-j`) and their clients write files there.
+        let scratch = match &out_dir {
+            Some(_) => None,
+            None => tempfile::Builder::new()
+                .prefix(&format!("airtwin-{}-", scenario.name))
+                .tempdir()
+                .ok(),
+        };
+        let client_out = out_dir
+            .as_deref()
+            .or(scratch.as_ref().map(tempfile::TempDir::path));
 
         let mut devices: Vec<Device> = Vec::new();
         for spec in &scenario.devices {
@@ -180,7 +192,7 @@ pub async fn run(
         }
 
         if result.error.is_none() {
-            let mut vars = variables(loaded, &devices, seed, opts, out_dir.as_deref());
+            let mut vars = variables(loaded, &devices, seed, opts, client_out);
             if let Some(port) = discovery.dns_sd_port {
                 vars.set("discovery.port", port.to_string());
                 vars.set("discovery.address", "127.0.0.1");
